@@ -1,0 +1,161 @@
+"""Pydantic models of the QTickets payloads (qtickets_api.md §5-§7).
+
+Unknown fields are allowed and kept (`extra="allow"`); the raw JSON travels alongside into staging.
+Quirks are normalised here, once: `[]` for an empty map, `""` for null, integer money, 0/1 booleans,
+and every timestamp must carry an offset (a naive one would be read as UTC downstream).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp has no UTC offset")
+    return value
+
+
+def _empty_map(value: Any) -> Any:
+    return {} if value == [] or value is None else value
+
+
+def _empty_to_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+def _money(value: Any) -> Any:
+    if value is None or value == "":
+        return Decimal(0)
+    if isinstance(value, float):
+        return Decimal(str(value))
+    return value
+
+
+Instant = Annotated[datetime, AfterValidator(_aware)]
+Money = Annotated[Decimal, BeforeValidator(_money)]
+Map = Annotated[dict[str, Any], BeforeValidator(_empty_map)]
+Text = Annotated[str | None, BeforeValidator(_empty_to_none)]
+Flag = Annotated[bool, BeforeValidator(lambda v: bool(int(v)) if isinstance(v, (int, str)) and v != "" else v)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)  # the record exactly as the API sent it
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        return self._raw
+
+
+class Basket(Model):
+    id: int
+    show_id: int
+    seat_id: str | None = None
+    seat_name: str | None = None
+    barcode: str | None = None
+    multiprice_code: str | None = None
+    quantity: int = 1
+    price: Money = Decimal(0)
+    original_price: Money = Decimal(0)
+    discount_value: Money = Decimal(0)
+    created_at: Instant | None = None
+    updated_at: Instant | None = None
+    deleted_at: Instant | None = None
+    checked_at: Instant | None = None
+    refunded_at: Instant | None = None
+    refunded_amount: Money = Decimal(0)
+
+
+class Order(Model):
+    id: int
+    uniqid: str = ""
+    event_id: int
+    payed: Flag = False
+    payed_at: Instant | None = None
+    created_at: Instant
+    updated_at: Instant
+    deleted_at: Instant | None = None
+    client_id: int | None = None
+    currency_id: str = "RUB"
+    payment_type_id: Annotated[str, BeforeValidator(lambda v: "" if v is None else str(v))] = ""
+    price: Money = Decimal(0)
+    utm: Map = Field(default_factory=dict)
+    custom: Text = None
+    fields: Map = Field(default_factory=dict)
+    integrations: Map = Field(default_factory=dict)
+    baskets: list[Basket] = Field(default_factory=list)
+
+
+class City(Model):
+    id: int | None = None
+    name: str = ""
+    timezone: str = ""
+
+
+class Show(Model):
+    id: int
+    is_active: Flag = True
+    start_date: Instant | None = None
+    finish_date: Instant | None = None
+    deleted_at: Instant | None = None
+
+
+class Event(Model):
+    id: int
+    name: str = ""
+    is_active: Flag = True
+    place_name: str | None = None
+    city: City | None = None
+    deleted_at: Instant | None = None
+    updated_at: Instant | None = None
+    shows: list[Show] = Field(default_factory=list)
+
+
+class SeatRow(Model):
+    id: str
+    root_id: str | None = None
+    zone_root_id: str | None = None
+    admission: Flag = False
+    max_quantity: int = 0
+    free_quantity: int = 0
+    ordered_quantity: int = 0
+    payed_quantity: int = 0
+    in_basket_quantity: int = 0
+    price: Money = Decimal(0)
+    multiprice_code: str | None = None
+
+
+class RecordError(ValueError):
+    """A record failed validation; names the record and the fields."""
+
+    def __init__(self, kind: str, record_id: Any, error: ValidationError, source: str = ""):
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in error.errors())
+        where = f" (page kept at {source})" if source else ""
+        super().__init__(f"malformed {kind} id={record_id}: {fields}{where}")
+        self.kind, self.record_id = kind, record_id
+
+
+def parse(model: type[Model], record: dict[str, Any], source: str = "") -> Model:
+    try:
+        parsed = model.model_validate(record)
+    except ValidationError as error:
+        raise RecordError(model.__name__, record.get("id"), error, source) from None
+    _keep_raw(parsed, record)
+    return parsed
+
+
+def _keep_raw(model: Model, record: dict[str, Any]) -> None:
+    model._raw = record
+    for name in type(model).model_fields:
+        value, raw = getattr(model, name), record.get(name)
+        if isinstance(value, Model) and isinstance(raw, dict):
+            _keep_raw(value, raw)
+        elif isinstance(value, list) and isinstance(raw, list):
+            for item, raw_item in zip(value, raw):
+                if isinstance(item, Model) and isinstance(raw_item, dict):
+                    _keep_raw(item, raw_item)

@@ -1,0 +1,113 @@
+"""Runtime configuration: environment variables plus an optional env file.
+
+Every setting has a working default, so an unconfigured checkout runs on the embedded engine (chDB)
+and the built-in sandbox API. A bad value stops start-up with a message that names the variable and
+never echoes a secret.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import date
+from functools import cache
+from pathlib import Path
+
+from dotenv import dotenv_values
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_FILE_VAR = "QTICKETS_ENV_FILE"
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    qtickets_api_base_url: HttpUrl | None = Field(
+        None, description="Real API base URL, e.g. https://qtickets.ru/api/rest/v1/. Unset: built-in sandbox."
+    )
+    qtickets_api_token: SecretStr | None = Field(None, description="Bearer token of the organiser account.")
+    clickhouse_dsn: str | None = Field(
+        None, description="chdb:///abs/path (embedded) or http(s)://user:pass@host:8123 (server)."
+    )
+    clickhouse_database: str = Field("zakaz", description="Database that holds every table and view.")
+    qtickets_partitions_start: date = Field(date(2026, 10, 1), description="First daily partition.")
+    qtickets_data_dir: Path = Field(Path(".data"), description="Where embedded data lives.")
+    qtickets_sandbox_seed: int = Field(42, description="Seed of the sandbox account.")
+    qtickets_sandbox_orders_per_day: int = Field(120, ge=0, description="Average sandbox sales volume.")
+    clickhouse_lock_timeout_s: float = Field(
+        600.0, ge=0, description="Embedded mode: how long to wait for another process to release the engine."
+    )
+
+    @field_validator("clickhouse_dsn")
+    @classmethod
+    def _dsn_scheme(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("chdb://", "http://", "https://")):
+            raise ValueError("must start with chdb://, http:// or https://")
+        return value
+
+    @field_validator("clickhouse_database")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not IDENTIFIER.match(value):
+            raise ValueError("must be a plain identifier (letters, digits, underscore)")
+        return value
+
+    @field_validator("qtickets_data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def uses_sandbox(self) -> bool:
+        return self.qtickets_api_base_url is None
+
+    @property
+    def resolved_clickhouse_dsn(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{self.qtickets_data_dir / 'clickhouse'}"
+
+    @property
+    def embedded(self) -> bool:
+        return self.resolved_clickhouse_dsn.startswith("chdb://")
+
+
+def load_env_file(path: str | os.PathLike | None) -> None:
+    """Export an env file's values into the process environment (real env vars win).
+
+    Dagster's `EnvVar` reads os.environ, so values must live there rather than only in Settings.
+    """
+    if path is None:
+        return
+    if not Path(path).is_file():
+        raise SettingsError(f"{ENV_FILE_VAR}: env file {path} does not exist")
+    for key, value in dotenv_values(path).items():
+        if value is not None:
+            os.environ.setdefault(key, value)
+
+
+def _describe(error: ValidationError) -> str:
+    # Built by hand: pydantic's own message repeats the input value, which may be a secret.
+    lines = []
+    for item in error.errors():
+        name = str(item["loc"][0]).upper() if item["loc"] else "settings"
+        lines.append(f"{name}: {item['msg']}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+@cache
+def get_settings() -> Settings:
+    load_env_file(os.environ.get(ENV_FILE_VAR) or (".env" if Path(".env").is_file() else None))
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+    if not settings.uses_sandbox and settings.qtickets_api_token is None:
+        raise SettingsError("QTICKETS_API_TOKEN: required when QTICKETS_API_BASE_URL is set")
+    return settings

@@ -1,0 +1,54 @@
+"""The ClickHouse resource: one DSN, either engine, schema brought up to date on first use."""
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+from clickhouse_connect.driver.client import Client
+from pydantic import Field
+
+from .engine import open_client, redact
+from .migrations import migrate
+
+_migrated: set[tuple[str, str]] = set()  # (dsn, database) already migrated by this process
+_migrate_mutex = threading.Lock()
+
+
+class ClickHouseResource(dg.ConfigurableResource):
+    """clickhouse-connect client factory for `chdb:///path` (embedded) or `http(s)://…` (server)."""
+
+    dsn: str = Field(description="chdb:///abs/path or http(s)://user:password@host:8123")
+    database: str = "zakaz"
+    auto_migrate: bool = Field(True, description="Apply pending migrations before the first query.")
+    lock_timeout_s: float = Field(600.0, description="Embedded mode: wait this long for the engine.")
+
+    @property
+    def embedded(self) -> bool:
+        return self.dsn.startswith("chdb://")
+
+    @property
+    def display_dsn(self) -> str:
+        return redact(self.dsn)
+
+    @contextmanager
+    def get_client(self) -> Iterator[Client]:
+        """A client whose default database is `database`, closed on exit."""
+        with open_client(self.dsn, lock_timeout_s=self.lock_timeout_s) as client:
+            if self.auto_migrate:
+                self._ensure_schema(client)
+            client.database = self.database
+            yield client
+
+    def migrate(self) -> list[str]:
+        with open_client(self.dsn, lock_timeout_s=self.lock_timeout_s) as client:
+            applied = migrate(client, self.database)
+        _migrated.add((self.dsn, self.database))
+        return applied
+
+    def _ensure_schema(self, client: Client) -> None:
+        key = (self.dsn, self.database)
+        with _migrate_mutex:
+            if key not in _migrated:
+                migrate(client, self.database)
+                _migrated.add(key)
