@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import date
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 
@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     qtickets_data_dir: Path = Field(Path(".data"), description="Where embedded data lives.")
     qtickets_sandbox_seed: int = Field(42, description="Seed of the sandbox account.")
     qtickets_sandbox_orders_per_day: int = Field(120, ge=0, description="Average sandbox sales volume.")
+    qtickets_sandbox_as_of: datetime | None = Field(
+        None, description="Freeze the sandbox clock at this instant (with offset); unset: the real clock."
+    )
     clickhouse_lock_timeout_s: float = Field(
         600.0, ge=0, description="Embedded mode: how long to wait for another process to release the engine."
     )
@@ -51,6 +54,13 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("chdb://", "http://", "https://")):
             raise ValueError("must start with chdb://, http:// or https://")
+        return value
+
+    @field_validator("qtickets_sandbox_as_of")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a UTC offset, e.g. 2026-11-20T12:00:00+03:00")
         return value
 
     @field_validator("clickhouse_database")

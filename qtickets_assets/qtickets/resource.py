@@ -1,19 +1,12 @@
 """The QTickets resource: the real API when configured, else the built-in sandbox in-process."""
 
-from datetime import date
-from functools import cache
+from datetime import datetime
 
 import dagster as dg
 from pydantic import Field
 
 from .client import QTicketsClient
 from .sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, Sandbox
-
-
-@cache
-def shared_sandbox(seed: int, opened_on: date, orders_per_day: int) -> Sandbox:
-    """One sandbox per process and seed: its account is planned once, then rendered as of each call."""
-    return Sandbox(seed=seed, opened_on=opened_on, orders_per_day=orders_per_day)
 
 
 class QTicketsResource(dg.ConfigurableResource):
@@ -24,14 +17,20 @@ class QTicketsResource(dg.ConfigurableResource):
     sandbox_seed: int = 42
     sandbox_opened_on: str = "2026-10-01"
     sandbox_orders_per_day: int = 120
+    sandbox_as_of: str = Field("", description="Freeze the sandbox clock at this ISO instant (replays, demos).")
 
     @property
     def uses_sandbox(self) -> bool:
         return not self.base_url
 
     def sandbox(self) -> Sandbox:
-        return shared_sandbox(self.sandbox_seed, date.fromisoformat(self.sandbox_opened_on),
-                              self.sandbox_orders_per_day)
+        frozen = datetime.fromisoformat(self.sandbox_as_of) if self.sandbox_as_of else None
+        return Sandbox(
+            seed=self.sandbox_seed,
+            opened_on=datetime.fromisoformat(self.sandbox_opened_on).date(),
+            orders_per_day=self.sandbox_orders_per_day,
+            clock=(lambda: frozen) if frozen else None,
+        )
 
     def get_client(self) -> QTicketsClient:
         if self.uses_sandbox:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -327,6 +327,12 @@ def matches(row: dict[str, Any], conditions: Iterable[dict[str, Any]]) -> bool:
     return True
 
 
+@cache
+def shared_account(seed: int, opened_on: date, orders_per_day: int) -> Account:
+    """Accounts are pure functions of their arguments: plan each once per process."""
+    return Account(seed, opened_on, orders_per_day)
+
+
 class SandboxError(Exception):
     def __init__(self, status: int, body: dict[str, Any] | str):
         self.status, self.body = status, body
@@ -348,7 +354,7 @@ class Sandbox:
     def __init__(self, seed: int = 42, opened_on: date = date(2026, 10, 1), orders_per_day: int = 120,
                  clock: Callable[[], datetime] | None = None, token: str = SANDBOX_TOKEN,
                  auth_error_status: int = 401):
-        self.account = Account(seed, opened_on, orders_per_day)
+        self.account = shared_account(seed, opened_on, orders_per_day)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.token, self.auth_error_status = token, auth_error_status
         self.requests: list[httpx.Request] = []

@@ -1,0 +1,65 @@
+import os
+
+import pytest
+
+from qtickets_assets.settings import Settings, SettingsError, get_settings
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings(monkeypatch):
+    for name in ("QTICKETS_API_BASE_URL", "QTICKETS_API_TOKEN", "CLICKHOUSE_DSN", "CLICKHOUSE_DATABASE"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_defaults_are_embedded_chdb_and_sandbox(tmp_path, monkeypatch):
+    monkeypatch.setenv("QTICKETS_DATA_DIR", str(tmp_path))
+    settings = get_settings()
+    assert settings.uses_sandbox and settings.embedded
+    assert settings.resolved_clickhouse_dsn == f"chdb://{tmp_path}/clickhouse"
+    assert settings.clickhouse_database == "zakaz"
+
+
+def test_server_dsn_is_not_embedded():
+    assert not Settings(clickhouse_dsn="https://u:p@ch.example:8443").embedded
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("QTICKETS_PARTITIONS_START", "yesterday"),
+        ("CLICKHOUSE_DSN", "tcp://localhost:9000"),
+        ("CLICKHOUSE_DATABASE", "zakaz; DROP"),
+        ("QTICKETS_API_BASE_URL", "not a url"),
+    ],
+)
+def test_bad_value_names_the_setting(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=name):
+        get_settings()
+
+
+def test_real_api_requires_token_and_never_echoes_it(monkeypatch):
+    monkeypatch.setenv("QTICKETS_API_BASE_URL", "https://qtickets.ru/api/rest/v1/")
+    with pytest.raises(SettingsError, match="QTICKETS_API_TOKEN"):
+        get_settings()
+    get_settings.cache_clear()
+    monkeypatch.setenv("QTICKETS_API_TOKEN", "s3cr3t-token")
+    monkeypatch.setenv("QTICKETS_SANDBOX_AS_OF", "2026-11-20T12:00:00")  # naive: rejected
+    with pytest.raises(SettingsError) as error:
+        get_settings()
+    assert "QTICKETS_SANDBOX_AS_OF" in str(error.value)
+    assert "s3cr3t-token" not in str(error.value)
+
+
+def test_env_file_is_read(tmp_path, monkeypatch):
+    env_file = tmp_path / "prod.env"
+    env_file.write_text("CLICKHOUSE_DATABASE=analytics\n")
+    monkeypatch.setenv("QTICKETS_ENV_FILE", str(env_file))
+    monkeypatch.delenv("CLICKHOUSE_DATABASE", raising=False)
+    try:
+        assert get_settings().clickhouse_database == "analytics"
+    finally:
+        os.environ.pop("CLICKHOUSE_DATABASE", None)  # load_env_file exported it

@@ -1,0 +1,85 @@
+"""Sandbox orders -> staging -> daily facts -> v_sales_14d, on chDB, compared with the sandbox's truth."""
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+from decimal import Decimal
+
+import dagster as dg
+import pytest
+
+from qtickets_assets.assets import marts, raw, views
+from qtickets_assets.qtickets.resource import QTicketsResource
+from tests.conftest import AS_OF, OPENED_ON
+
+MSK = ZoneInfo("Europe/Moscow")
+ASSETS = [raw.stg_qtickets_api_orders_raw, marts.fact_qtickets_sales_daily, views.v_sales_14d]
+
+
+def materialize(resources, partition_key):
+    result = dg.materialize(ASSETS, resources=resources, partition_key=partition_key)
+    assert result.success
+    return result
+
+
+def facts(clickhouse, day):
+    with clickhouse.get_client() as client:
+        rows = client.query(
+            "SELECT event_id, show_id, tickets_sold, revenue, orders_count, refunded_tickets, refunds_amount "
+            "FROM fact_qtickets_sales_daily FINAL WHERE sales_date = {d:Date} ORDER BY event_id, show_id",
+            parameters={"d": day},
+        ).result_rows
+    return {(r[0], r[1]): r[2:] for r in rows}
+
+
+def expected(qtickets, day):
+    truth = qtickets.sandbox().expected_sales_daily(AS_OF)
+    return {
+        (event, show): (v["tickets_sold"], v["revenue"], v["orders_count"], v["refunded_tickets"], v["refunds_amount"])
+        for (sales_date, event, show), v in sorted(truth.items())
+        if sales_date == day
+    }
+
+
+@pytest.mark.parametrize("day", [date(2026, 11, 20), date(2026, 11, 21)])
+def test_fact_rows_equal_what_the_sandbox_sold(resources, clickhouse, qtickets, day):
+    materialize(resources, day.isoformat())
+    got, want = facts(clickhouse, day), expected(qtickets, day)
+    assert want, "the sandbox sold nothing that day: the test would prove nothing"
+    assert got == want
+    assert sum(v[0] for v in got.values()) > 50
+    assert all(isinstance(v[1], Decimal) for v in got.values())
+
+
+def test_rematerializing_is_idempotent(resources, clickhouse, qtickets):
+    day = date(2026, 11, 20)
+    first = materialize(resources, day.isoformat())
+    materialize(resources, day.isoformat())
+    materialize(resources, day.isoformat())
+    assert facts(clickhouse, day) == expected(qtickets, day)
+    with clickhouse.get_client() as client:
+        live, keys = client.query(
+            "SELECT count(), uniqExact(order_id, basket_id) FROM stg_qtickets_api_orders_raw FINAL"
+        ).result_rows[0]
+    assert live == keys
+    staged = first.asset_materializations_for_node("stg_qtickets_api_orders_raw")[0]
+    assert staged.metadata["dagster/row_count"].value == live
+
+
+def test_v_sales_14d_shows_recent_days_per_event(clickhouse, resources):
+    # The view keeps the last 14 Moscow days of the real clock: load yesterday, as of now.
+    now = datetime.now(MSK).replace(microsecond=0)
+    yesterday = now.date() - timedelta(days=1)
+    recent = QTicketsResource(sandbox_opened_on=OPENED_ON, sandbox_as_of=now.isoformat())
+    materialize({**resources, "qtickets": recent}, yesterday.isoformat())
+    truth = recent.sandbox().expected_sales_daily(now)
+    want = {}
+    for (sales_date, event, _show), v in truth.items():
+        if sales_date == yesterday:
+            tickets, revenue = want.get(event, (0, Decimal(0)))
+            want[event] = (tickets + v["tickets_sold"], revenue + v["revenue"])
+    with clickhouse.get_client() as client:
+        rows = client.query(
+            "SELECT event_id, tickets_sold, revenue FROM v_sales_14d WHERE sales_date = {d:Date}",
+            parameters={"d": yesterday},
+        ).result_rows
+    assert want and {event: (tickets, revenue) for event, tickets, revenue in rows} == want
