@@ -8,7 +8,8 @@ process own its data directory; against a ClickHouse server steps may run in par
 
 import dagster as dg
 
-from .assets import marts, raw, views
+from . import automation
+from .assets import checks, marts, raw, views
 from .qtickets.resource import QTicketsResource
 from .settings import Settings, get_settings
 from .warehouse.io_manager import ClickHouseIOManager
@@ -40,6 +41,9 @@ def build_resources(settings: Settings) -> dict[str, object]:
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([raw, marts, views]),
+        asset_checks=dg.load_asset_checks_from_modules([checks]),
+        schedules=automation.schedules,
+        sensors=automation.sensors,
         resources=build_resources(settings),
         executor=dg.in_process_executor if settings.embedded else dg.multiprocess_executor,
     )

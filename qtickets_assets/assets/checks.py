@@ -1,0 +1,1 @@
+"""Asset checks that replace the old smoke SQL (see issue: warehouse)."""
