@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+)
 
 
 def _aware(value: datetime) -> datetime:
@@ -40,7 +48,15 @@ Instant = Annotated[datetime, AfterValidator(_aware)]
 Money = Annotated[Decimal, BeforeValidator(_money)]
 Map = Annotated[dict[str, Any], BeforeValidator(_empty_map)]
 Text = Annotated[str | None, BeforeValidator(_empty_to_none)]
-Flag = Annotated[bool, BeforeValidator(lambda v: bool(int(v)) if isinstance(v, (int, str)) and v != "" else v)]
+
+
+def _flag(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return bool(int(value)) if isinstance(value, int | str) and value != "" else value
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
 
 
 class Model(BaseModel):
@@ -50,6 +66,9 @@ class Model(BaseModel):
     @property
     def raw(self) -> dict[str, Any]:
         return self._raw
+
+
+M = TypeVar("M", bound=Model)
 
 
 class Basket(Model):
@@ -117,34 +136,56 @@ class Event(Model):
 
 
 class SeatRow(Model):
+    """One flat row of `shows/{id}/seats`: a seat (or GA category) in one tariff. The counters are
+    required: a row without them (a call without `select`) must fail, not count as zero."""
+
     id: str
-    root_id: str | None = None
+    root_id: str
     zone_root_id: str | None = None
     admission: Flag = False
-    max_quantity: int = 0
-    free_quantity: int = 0
-    ordered_quantity: int = 0
-    payed_quantity: int = 0
-    in_basket_quantity: int = 0
+    max_quantity: int
+    free_quantity: int
+    ordered_quantity: int
+    payed_quantity: int
+    in_basket_quantity: int
     price: Money = Decimal(0)
-    multiprice_code: str | None = None
+    multiprice_code: Text = None
 
 
 class RecordError(ValueError):
-    """A record failed validation; names the record and the fields."""
+    """A record failed validation; names the record, the fields and where its raw page was kept."""
 
-    def __init__(self, kind: str, record_id: Any, error: ValidationError, source: str = ""):
-        fields = ", ".join(".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in error.errors())
-        where = f" (page kept at {source})" if source else ""
-        super().__init__(f"malformed {kind} id={record_id}: {fields}{where}")
-        self.kind, self.record_id = kind, record_id
+    def __init__(self, kind: str, record: Any, error: ValidationError, kept: Any = None):
+        self.kind, self.record, self.error, self.kept = kind, record, error, kept
+        self.record_id = record.get("id") if isinstance(record, dict) else None
+        fields = "; ".join(f"{_locate(record, e['loc'])}: {e['msg']}" for e in error.errors())
+        where = f" (raw page kept at {kept})" if kept else " (raw page not kept: no rejects directory)"
+        super().__init__(f"malformed {kind} id={self.record_id}: {fields}{where}")
+
+    def kept_at(self, path: Any) -> RecordError:
+        return RecordError(self.kind, self.record, self.error, path)
 
 
-def parse(model: type[Model], record: dict[str, Any], source: str = "") -> Model:
+def _locate(record: Any, loc: tuple[Any, ...]) -> str:
+    """`baskets.1.price` -> `baskets[id=50000002].price`: name nested records by id, not position."""
+    parts, node = [], record
+    for step in loc:
+        if isinstance(step, int) and isinstance(node, list) and step < len(node):
+            node = node[step]
+            item_id = node.get("id") if isinstance(node, dict) else None
+            parts[-1] += f"[id={item_id}]" if item_id is not None else f"[{step}]"
+        else:
+            node = node.get(step) if isinstance(node, dict) else None
+            parts.append(str(step))
+    return ".".join(parts) or "record"
+
+
+def parse(model: type[M], record: Any) -> M:
+    """Validate one API record; the exact JSON stays available as `.raw`."""
     try:
         parsed = model.model_validate(record)
     except ValidationError as error:
-        raise RecordError(model.__name__, record.get("id"), error, source) from None
+        raise RecordError(model.__name__, record, error) from None
     _keep_raw(parsed, record)
     return parsed
 
@@ -156,6 +197,6 @@ def _keep_raw(model: Model, record: dict[str, Any]) -> None:
         if isinstance(value, Model) and isinstance(raw, dict):
             _keep_raw(value, raw)
         elif isinstance(value, list) and isinstance(raw, list):
-            for item, raw_item in zip(value, raw):
+            for item, raw_item in zip(value, raw, strict=False):
                 if isinstance(item, Model) and isinstance(raw_item, dict):
                     _keep_raw(item, raw_item)

@@ -1,10 +1,12 @@
 """The QTickets resource: the real API when configured, else the built-in sandbox in-process."""
 
 from datetime import datetime
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
+from ..settings import get_settings
 from .client import QTicketsClient
 from .sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, Sandbox
 
@@ -14,10 +16,14 @@ class QTicketsResource(dg.ConfigurableResource):
     token: str = Field("", description="Bearer token (set from the QTICKETS_API_TOKEN env var).")
     timeout_s: float = 60.0
     per_page: int = 100
+    concurrency: int = Field(1, ge=1, le=8, description="Requests in flight; the vendor publishes no limits.")
+    rejects_dir: str = Field("", description="Where raw pages with malformed records are kept; "
+                                             "empty: <QTICKETS_DATA_DIR>/qtickets_rejects.")
     sandbox_seed: int = 42
     sandbox_opened_on: str = "2026-10-01"
     sandbox_orders_per_day: int = 120
-    sandbox_as_of: str = Field("", description="Freeze the sandbox clock at this ISO instant (replays, demos).")
+    sandbox_event_every_days: float = 4.0
+    sandbox_as_of: str = Field("", description="Freeze the sandbox clock at this ISO instant (replays).")
 
     @property
     def uses_sandbox(self) -> bool:
@@ -30,10 +36,15 @@ class QTicketsResource(dg.ConfigurableResource):
             opened_on=datetime.fromisoformat(self.sandbox_opened_on).date(),
             orders_per_day=self.sandbox_orders_per_day,
             clock=(lambda: frozen) if frozen else None,
+            event_every_days=self.sandbox_event_every_days,
         )
 
     def get_client(self) -> QTicketsClient:
+        """A client for one run: it carries the run's retry budget."""
+        rejects = Path(self.rejects_dir or get_settings().qtickets_data_dir / "qtickets_rejects")
+        options = dict(timeout_s=self.timeout_s, per_page=self.per_page, concurrency=self.concurrency,
+                       rejects_dir=rejects)
         if self.uses_sandbox:
-            return QTicketsClient(SANDBOX_BASE_URL, SANDBOX_TOKEN, transport=self.sandbox().transport(),
-                                  timeout_s=self.timeout_s, per_page=self.per_page)
-        return QTicketsClient(self.base_url, self.token, timeout_s=self.timeout_s, per_page=self.per_page)
+            transport = self.sandbox().transport()
+            return QTicketsClient(SANDBOX_BASE_URL, SANDBOX_TOKEN, transport=transport, **options)
+        return QTicketsClient(self.base_url, self.token, **options)

@@ -4,33 +4,43 @@ The account's state at instant T is a pure function of (seed, T): every process 
 with the same seed sees the same account, and sales keep arriving as the real clock moves. Orders are
 planned day by day from the opening date (their whole life: payment, expiry, cancellation, refunds,
 entry scans) and rendered "as of T", so later changes appear only once T passes them. Refunds and scans
-change baskets without bumping `order.updated_at`, as the real API does.
+change baskets without bumping `order.updated_at`, as the real API does. Days are planned lazily, once
+per process, so a large account costs only what a caller reads.
 
-The sandbox also knows its ground truth: `expected_sales_daily` applies ARCHITECTURE.md §4 to the
-account as of T, so tests compare the warehouse with exact numbers.
+The sandbox also knows its ground truth (`expected_sales_daily`, `expected_inventory`,
+`expected_dim_events`): ARCHITECTURE.md §4 applied to the account as of T, computed from the plans
+rather than from the HTTP answers, so tests compare the warehouse with exact, independent numbers.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import re
-from bisect import bisect_right
+import threading
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from functools import cache, cached_property
+from functools import cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 
-MSK = ZoneInfo("Europe/Moscow")
+from .faults import Faults
+from .query import MSK, matches, parse_instant, project, select_tree
+
 SANDBOX_TOKEN = "sandbox-token"
 SANDBOX_BASE_URL = "https://sandbox.qtickets.invalid/api/rest/v1/"
-DEFAULT_PAGE_SIZE = {"orders": 50, "events": 10}
+DEFAULT_PAGE_SIZE = {"orders": 50, "events": 10, "clients": 100, "discounts": 100, "promo-codes": 500}
+MAX_PAGE_SIZE = 1000  # the real maximum is unknown (qtickets_api.md §2.1); larger requests are clamped
+SHOW_LENGTH = timedelta(hours=2)
+# Every order-level timestamp lies within this span after creation: payment before reserved_to (<= 3
+# days), expiry 15 min after it, a paid order's cancellation <= 5 days after payment.
+ORDER_LIFETIME = timedelta(days=9)
+RESPONSE_HEADERS = {"Server": "nginx/1.14.1", "Cache-Control": "no-cache, private", "X-Cache-Status": "MISS",
+                    "Strict-Transport-Security": "max-age=31536000", "Vary": "Accept-Encoding"}
 
 CITIES = [
     (1, "Москва", "Europe/Moscow"),
@@ -43,6 +53,9 @@ CITIES = [
 VENUES = ["ДК Горького", "Клуб Космос", "Театр на Набережной", "Арена Север", "Зал Филармонии"]
 TITLES = ["Щелкунчик", "Стендап вечер", "Джаз у реки", "Рок-фест", "Лебединое озеро", "Лекция о космосе",
           "Симфония №5", "Импровизация", "Кино под звёздами", "Хор Турецкого", "Мастер и Маргарита"]
+# Tariffs ("multiprice"): one physical seat is offered once per tariff (qtickets_api.md §7).
+TARIFFS = {"full": ("Полный", 100), "child": ("Детский", 50), "student": ("Студенческий", 70)}
+SEATS_PER_ROW, VIP_ROWS = 20, 5
 
 
 def fmt(value: datetime | None) -> str | None:
@@ -50,16 +63,24 @@ def fmt(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(MSK).strftime("%Y-%m-%dT%H:%M:%S%z")[:-2] + ":00"
 
 
-def parse_instant(value: str) -> datetime:
-    """An API timestamp or a `YYYY-MM-DD HH:MM:SS` Moscow wall time (the where-literal format)."""
-    parsed = datetime.fromisoformat(value.replace(" ", "T"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=MSK)
-
-
 # ---------------------------------------------------------------------------------------------- account
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """A physical seat (reserved seating) or a general-admission category, and its tariffs."""
+
+    root_id: str
+    zone: str
+    row: int
+    place: int
+    max_quantity: int
+    price: int
+    admission: bool
+    tariffs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ShowPlan:
     id: int
     event_id: int
@@ -69,8 +90,26 @@ class ShowPlan:
     prices: tuple[int, ...]
     deleted_at: datetime | None = None
 
+    @property
+    def finish(self) -> datetime:
+        return self.start + SHOW_LENGTH
 
-@dataclass(frozen=True)
+    def seat(self, n: int) -> Seat:
+        """The n-th seat sold (1-based); GA shows sell one category of `capacity` places."""
+        if not self.seated:
+            return Seat("dancefloor-1;1", "DANCEFLOOR", 1, 1, self.capacity, self.prices[0], True,
+                        ("full", "student"))
+        row, place = (n - 1) // SEATS_PER_ROW + 1, (n - 1) % SEATS_PER_ROW + 1
+        vip = row <= VIP_ROWS
+        zone = "VIP" if vip else "PARTERRE"
+        return Seat(f"{zone}-{row};{place}", zone, row, place, 1, self.prices[-1 if vip else 0], False,
+                    ("full",) if vip else ("full", "child"))
+
+    def seats(self) -> Iterator[Seat]:
+        yield from (self.seat(n) for n in range(1, (self.capacity if self.seated else 1) + 1))
+
+
+@dataclass(frozen=True, slots=True)
 class EventPlan:
     id: int
     name: str
@@ -81,11 +120,12 @@ class EventPlan:
     shows: tuple[ShowPlan, ...]
 
 
-@dataclass
+@dataclass(slots=True)
 class BasketPlan:
     id: int
     show_id: int
     seat_id: str
+    multiprice_code: str
     price: int
     original_price: int
     refunded_at: datetime | None = None
@@ -93,7 +133,7 @@ class BasketPlan:
     checked_at: datetime | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class OrderPlan:
     id: int
     event_id: int
@@ -104,57 +144,120 @@ class OrderPlan:
     utm_source: str | None
     baskets: list[BasketPlan] = field(default_factory=list)
 
+    def live_as_of(self, now: datetime) -> bool:
+        return self.created_at <= now and (self.deleted_at is None or self.deleted_at > now)
+
+    def paid_as_of(self, now: datetime) -> bool:
+        return self.payed_at is not None and self.payed_at <= now
+
 
 class Account:
-    """Everything that ever happens in the sandbox account, planned up front from the seed."""
+    """Everything that ever happens in the sandbox account, planned from the seed, one day at a time."""
 
-    def __init__(self, seed: int, opened_on: date, orders_per_day: int, horizon_days: int = 400):
+    def __init__(self, seed: int, opened_on: date, orders_per_day: int, event_every_days: float = 4.0,
+                 horizon_days: int = 1100):
         self.seed, self.opened_on, self.orders_per_day = seed, opened_on, orders_per_day
+        self.event_every_days = event_every_days
         self.opened_at = datetime.combine(opened_on, time(), MSK)
         self.horizon_days = horizon_days
         self.events = self._plan_events()
+        self.events_by_id = {event.id: event for event in self.events}
         self.shows = {show.id: show for event in self.events for show in event.shows}
-        self._days: list[list[OrderPlan]] = []
-        self._orders: list[OrderPlan] = []  # all planned days, flattened
+        self._lock = threading.Lock()
+        self._planned_days = 0
+        self._orders: list[OrderPlan] = []  # all planned days, in id (= creation) order
         self._created: list[datetime] = []  # their creation times, for bisect
+        self._ids: list[int] = []
+        self._by_show: dict[int, list[tuple[OrderPlan, BasketPlan]]] = defaultdict(list)
         self._next_order_id, self._next_basket_id = 1_000_001, 50_000_001
-        self._sold: dict[int, int] = defaultdict(int)  # show id -> tickets allocated
+        self._sold: dict[int, int] = defaultdict(int)  # show id -> seats allocated (never released)
 
     def _plan_events(self) -> list[EventPlan]:
-        """A dozen events on sale at opening, then a new one every few days for the whole horizon."""
+        """A dozen events on sale at opening, then a new one every `event_every_days` for the horizon."""
         rng = random.Random(f"{self.seed}:events")
         events, show_id = [], 300_001
         created = self.opened_at - timedelta(days=30)
-        for index in range(12 + self.horizon_days // 4):
+        count = 12 + int(self.horizon_days / self.event_every_days)
+        for index in range(count):
             if index >= 12:
-                created = self.opened_at + timedelta(days=(index - 12) * 4, hours=rng.randint(9, 18))
+                created = self.opened_at + timedelta(days=(index - 12) * self.event_every_days,
+                                                     hours=rng.randint(9, 18))
+                created = created.replace(microsecond=0)
             event_id = 24_001 + index * 7
             shows = []
-            for _ in range(rng.randint(1, 4)):
+            for number in range(rng.randint(1, 4)):
                 start_day = rng.randint(10, 120) if index >= 12 else rng.randint(0, 90)
                 start = datetime.combine(created.date() + timedelta(days=start_day), time(19, 0), MSK)
                 start -= timedelta(hours=rng.choice([0, 0, 5]))  # matinees
                 seated = rng.random() < 0.6
                 capacity = rng.choice([300, 500, 800]) if seated else rng.choice([400, 1200])
                 prices = tuple(sorted(rng.sample([900, 1500, 2200, 3000, 4500], 2)))
-                shows.append(ShowPlan(show_id, event_id, start, capacity, seated, prices))
+                # Now and then a show is called off (soft-deleted) ten days after the event went on sale.
+                deleted = created + timedelta(days=10) if number == 1 and index % 9 == 4 else None
+                shows.append(ShowPlan(show_id, event_id, start, capacity, seated, prices, deleted))
                 show_id += 1
-            deleted = self.opened_at + timedelta(days=20) if index == 5 else None
+            deleted = created + timedelta(days=50) if index % 40 == 5 else None
             events.append(
-                EventPlan(event_id, f"{TITLES[index % len(TITLES)]} #{index + 1}", CITIES[index % len(CITIES)],
-                          VENUES[index % len(VENUES)], created, deleted, tuple(shows))
+                EventPlan(event_id, f"{TITLES[index % len(TITLES)]} #{index + 1}",
+                          CITIES[index % len(CITIES)], VENUES[index % len(VENUES)], created, deleted,
+                          tuple(shows))
             )
         return events
 
+    # -- lazy planning ---------------------------------------------------------------------------------
+
+    def _plan_through(self, moment: datetime) -> None:
+        day_index = min((moment.astimezone(MSK).date() - self.opened_on).days, self.horizon_days)
+        if self._planned_days > day_index:
+            return
+        with self._lock:  # the in-process server answers from threads
+            while self._planned_days <= day_index:
+                for order in self._plan_day(self._planned_days):
+                    self._orders.append(order)
+                    self._created.append(order.created_at)
+                    self._ids.append(order.id)
+                    for basket in order.baskets:
+                        self._by_show[basket.show_id].append((order, basket))
+                self._planned_days += 1
+
     def orders_until(self, moment: datetime) -> list[OrderPlan]:
         """Orders created up to `moment`, in id (= creation) order."""
-        day_index = min((moment.astimezone(MSK).date() - self.opened_on).days, self.horizon_days)
-        while len(self._days) <= day_index:
-            day = self._plan_day(len(self._days))
-            self._days.append(day)
-            self._orders.extend(day)
-            self._created.extend(o.created_at for o in day)
+        self._plan_through(moment)
         return self._orders[: bisect_right(self._created, moment)]
+
+    def orders_slice(self, now: datetime, created_from: datetime | None, created_to: datetime | None,
+                     id_from: int | None, id_to: int | None) -> list[OrderPlan]:
+        """Orders created up to `now`, narrowed by index bounds (the server's indexes)."""
+        self._plan_through(now)
+        lo, hi = 0, bisect_right(self._created, now)
+        if created_from is not None:
+            lo = max(lo, bisect_left(self._created, created_from))
+        if created_to is not None:
+            hi = min(hi, bisect_right(self._created, created_to))
+        if id_from is not None:
+            lo = max(lo, bisect_left(self._ids, id_from))
+        if id_to is not None:
+            hi = min(hi, bisect_right(self._ids, id_to))
+        return self._orders[lo:hi] if lo < hi else []
+
+    def order(self, order_id: int, now: datetime) -> OrderPlan | None:
+        self._plan_through(now)
+        i = bisect_left(self._ids, order_id)
+        if i < len(self._ids) and self._ids[i] == order_id and self._created[i] <= now:
+            return self._orders[i]
+        return None
+
+    def baskets_of_show(self, show_id: int, now: datetime) -> list[tuple[OrderPlan, BasketPlan]]:
+        self._plan_through(now)
+        return [(o, b) for o, b in self._by_show.get(show_id, ()) if o.created_at <= now]
+
+    def _sellable(self, show: ShowPlan, moment: datetime) -> bool:
+        return (show.start > moment + timedelta(hours=1) and self._sold[show.id] < show.capacity
+                and (show.deleted_at is None or show.deleted_at > moment))
+
+    def _on_sale(self, event: EventPlan, moment: datetime) -> bool:
+        return (event.deleted_at is None or event.deleted_at > moment) and any(
+            self._sellable(s, moment) for s in event.shows)
 
     def _plan_day(self, day_index: int) -> list[OrderPlan]:
         rng = random.Random(f"{self.seed}:day:{day_index}")
@@ -163,19 +266,22 @@ class Account:
         weekday_factor = 1.3 if day_start.weekday() in (4, 5) else 1.0
         count = max(0, round(rng.gauss(self.orders_per_day * weekday_factor, self.orders_per_day * 0.15)))
         moments = sorted(day_start + timedelta(seconds=rng.randrange(86_400)) for _ in range(count))
+        # Events that may sell today, by creation time. Within a day time only moves forward and seats are
+        # never released, so an event found closed stays closed: drop it (rejection sampling, O(1) a sale).
+        candidates = [e for e in self.events if e.created_at < day_start + timedelta(days=1)
+                      and self._on_sale(e, max(day_start, e.created_at))]
+        created_at = [e.created_at for e in candidates]
         orders = []
         for created in moments:
-            on_sale = [
-                e for e in self.events
-                if e.created_at <= created and (e.deleted_at is None or e.deleted_at > created)
-                and any(s.start > created + timedelta(hours=1) and self._sold[s.id] < s.capacity for s in e.shows)
-            ]
-            if not on_sale:
-                continue
-            event = rng.choice(on_sale)
-            order = self._plan_order(rng, event, created)
-            if order.baskets:
-                orders.append(order)
+            event = None
+            while (k := bisect_right(created_at, created)) > 0:
+                i = rng.randrange(k)
+                if self._on_sale(candidates[i], created):
+                    event = candidates[i]
+                    break
+                del candidates[i], created_at[i]
+            if event is not None:
+                orders.append(self._plan_order(rng, event, created))
         return orders
 
     def _plan_order(self, rng: random.Random, event: EventPlan, created: datetime) -> OrderPlan:
@@ -199,26 +305,33 @@ class Account:
             deleted_at = reserved_to + timedelta(minutes=15)
         order = OrderPlan(order_id, event.id, created, reserved_to, payed_at, deleted_at,
                           rng.choice([None, None, "yandex", "vk", "telegram"]))
-        shows = [s for s in event.shows if s.start > created + timedelta(hours=1) and self._sold[s.id] < s.capacity]
+        shows = [s for s in event.shows if self._sellable(s, created)]
         picked = [rng.choice(shows)]
         if len(shows) > 1 and rng.random() < 0.05:  # one order, several shows of the same event
             picked.append(rng.choice([s for s in shows if s is not picked[0]]))
         for show in picked:
             for _ in range(min(rng.choice([1, 1, 2, 2, 2, 3, 4]), show.capacity - self._sold[show.id])):
                 self._sold[show.id] += 1
-                n = self._sold[show.id]
-                seat = f"PARTERRE-{(n - 1) // 20 + 1};{(n - 1) % 20 + 1}" if show.seated else f"dancefloor-{n};1"
-                original = rng.choice(show.prices)
+                seat = show.seat(self._sold[show.id])
+                tariff = seat.tariffs[-1] if len(seat.tariffs) > 1 and rng.random() < 0.15 else "full"
+                original = seat.price * TARIFFS[tariff][1] // 100
                 price = original - (original // 10 if rng.random() < 0.1 else 0)
-                basket = BasketPlan(self._next_basket_id, show.id, seat, price, original)
+                basket = BasketPlan(self._next_basket_id, show.id, seat.root_id, tariff, price, original)
                 self._next_basket_id += 1
                 if payed_at is not None and deleted_at is None and rng.random() < 0.04:
-                    basket.refunded_at = payed_at + timedelta(days=rng.randint(1, 20), minutes=rng.randint(0, 600))
+                    lag = timedelta(days=rng.randint(1, 20), minutes=rng.randint(0, 600))
+                    basket.refunded_at = payed_at + lag
                     basket.refunded_amount = price if rng.random() < 0.7 else price * 9 // 10
                 if payed_at is not None and rng.random() < 0.8:
                     basket.checked_at = show.start - timedelta(minutes=rng.randint(0, 60))
                 order.baskets.append(basket)
         return order
+
+
+@cache
+def shared_account(seed: int, opened_on: date, orders_per_day: int, event_every_days: float = 4.0) -> Account:
+    """Accounts are pure functions of their arguments: plan each once per process."""
+    return Account(seed, opened_on, orders_per_day, event_every_days)
 
 
 # ------------------------------------------------------------------------------------------- rendering
@@ -245,7 +358,7 @@ def render_order(order: OrderPlan, now: datetime) -> dict[str, Any]:
             "original_price": b.original_price, "ticket_original_price": b.original_price,
             "price": b.price, "discount_value": b.original_price - b.price,
             "ticket_amount": b.price if live else 0, "service_fee_amount": 0,
-            "multiprice_code": None, "quantity": 1,
+            "multiprice_code": None if b.multiprice_code == "full" else b.multiprice_code, "quantity": 1,
             "client_email": None, "client_phone": None, "client_name": None,
             "related_baskets": [], "services": [], "refunds": [],
             "checked_at": fmt(checked_at if live else None),
@@ -258,14 +371,43 @@ def render_order(order: OrderPlan, now: datetime) -> dict[str, Any]:
     return {
         "id": order.id, "uniqid": f"{order.id * 7919 % 36**10:010x}"[-10:], "payed": payed_at is not None,
         "payed_at": fmt(payed_at), "created_at": fmt(order.created_at), "updated_at": fmt(updated_at),
-        "deleted_at": fmt(deleted_at), "client_id": order.id % 9973, "client": {"id": order.id % 9973},
-        "site_id": 1, "payment_id": 1, "payment_type_id": "card" if order.id % 5 else str(1_000_000 + order.id % 9),
-        "reserved": False, "reserve_extended": False, "reserved_to": fmt(order.reserved_to),
+        "deleted_at": fmt(deleted_at), "client_id": order.id % 9973,
+        "client": {"id": order.id % 9973, "email": f"buyer{order.id % 9973}@example.com",
+                   "details": {"id": order.id % 9973, "name": None, "surname": None}},
+        "site_id": 1, "site": {"id": 1, "host": "example.qtickets.events"}, "payment_id": 1,
+        "payment_type_id": "card" if order.id % 5 else str(1_000_000 + order.id % 9),
+        "reserved": 0, "reserve_extended": 0, "reserved_to": fmt(order.reserved_to),
         "event_id": order.event_id, "price": sum(b.price for b in order.baskets),
         "original_price": sum(b.original_price for b in order.baskets), "currency_id": "RUB",
-        "utm": {"utm_source": order.utm_source} if order.utm_source else [],
-        "custom": "", "fields": [], "refunds": [], "integrations": [],
+        "utm": {"utm_source": order.utm_source, "utm_medium": "cpc"} if order.utm_source else [],
+        "custom": "", "fields": {"inn": "7700000000"} if order.id % 97 == 0 else [],
+        "refunds": [], "integrations": {"roistat": {"roistat_visit": str(order.id % 99991)}}
+        if order.id % 11 == 0 else [],
         "baskets": baskets,
+    }
+
+
+def render_show(event: EventPlan, show: ShowPlan, now: datetime) -> dict[str, Any]:
+    deleted_at = _seen(event.deleted_at, now)
+    show_deleted = _seen(show.deleted_at, now)
+    return {
+        "id": show.id, "name": "", "is_active": 0 if (deleted_at or show_deleted or show.start <= now) else 1,
+        "start_date": fmt(show.start), "finish_date": fmt(show.finish),
+        "open_date": fmt(show.start - timedelta(hours=1)), "sale_start_date": fmt(event.created_at),
+        "sale_finish_date": fmt(show.start), "deleted_at": fmt(show_deleted),
+        "created_at": fmt(event.created_at), "updated_at": fmt(show_deleted or event.created_at),
+        "prices": [{"id": i + 1, "default_price": p, "color_theme": str(i + 1), "modifiers": []}
+                   for i, p in enumerate(show.prices)],
+        "min_price": {"id": 1, "default_price": show.prices[0]},
+        "max_price": {"id": 2, "default_price": show.prices[-1]},
+        # The bulky part of a real payload (qtickets_api.md §6): per-seat configuration as strings.
+        "scheme_properties": {
+            "zones": {z: {"disabled": "0", "price_id": str(i + 1), "label": z}
+                      for i, z in enumerate(("PARTERRE", "VIP") if show.seated else ("DANCEFLOOR",))},
+            "seats": {s.root_id: {"max_quantity": str(s.max_quantity), "hot": "0", "show_free_quantity": "1",
+                                  "disabled": "0", "price_id": "2" if s.zone == "VIP" else "1",
+                                  "spread": {"users": [], "enabled": "0"}} for s in show.seats()},
+        },
     }
 
 
@@ -273,64 +415,81 @@ def render_event(event: EventPlan, now: datetime) -> dict[str, Any]:
     city_id, city, tz = event.city
     deleted_at = _seen(event.deleted_at, now)
     return {
-        "id": event.id, "is_active": 0 if deleted_at else 1, "name": event.name,
-        "place_name": event.venue, "city_id": city_id, "city": {"id": city_id, "name": city, "timezone": tz},
-        "currency_id": "RUB", "created_at": fmt(event.created_at), "updated_at": fmt(deleted_at or event.created_at),
+        "id": event.id, "is_active": 0 if deleted_at else 1, "name": event.name, "scheme_id": event.id % 1000,
+        "currency_id": "RUB", "place_name": event.venue, "place_address": f"{city}, ул. Ленина, 1",
+        "place_description": "", "city_id": city_id, "city": {"id": city_id, "name": city, "timezone": tz},
+        "site_url": "", "description": "<p>Описание</p>", "external_id": None, "age": "12+",
+        "slug": f"event-{event.id}", "url": f"https://city{city_id}.qtickets.events/{event.id}-event-{event.id}",
+        "place_coordinates": [55.75, 37.61], "poster": None, "payments": [],
+        "created_at": fmt(event.created_at), "updated_at": fmt(deleted_at or event.created_at),
         "deleted_at": fmt(deleted_at),
-        "shows": [
-            {"id": s.id, "name": "", "is_active": 0 if (deleted_at or s.start <= now) else 1,
-             "start_date": fmt(s.start), "finish_date": fmt(s.start + timedelta(hours=2)),
-             "open_date": fmt(s.start - timedelta(hours=1)), "sale_start_date": fmt(event.created_at),
-             "sale_finish_date": fmt(s.start), "deleted_at": None,
-             "prices": [{"id": i + 1, "default_price": p} for i, p in enumerate(s.prices)],
-             "scheme_properties": {"seats": {f"PARTERRE-{r};{p}": {"max_quantity": "1"}
-                                             for r in range(1, 4) for p in range(1, 21)}} if s.seated else {}}
-            for s in event.shows
-        ],
+        "shows": [render_show(event, s, now) for s in event.shows],
     }
 
 
-# ----------------------------------------------------------------------------------------------- queries
+# ------------------------------------------------------------------------------------------ inventory
 
 
-def _comparable(actual: Any, expected: Any) -> tuple[Any, Any]:
-    if isinstance(actual, str) and isinstance(expected, str) and re.match(r"\d{4}-\d\d-\d\d[ T]\d", actual):
-        return parse_instant(actual), parse_instant(expected)
-    if isinstance(actual, bool):
-        return int(actual), int(expected) if expected is not None else None
-    return actual, expected
+def seat_counters(account: Account, show: ShowPlan, now: datetime) -> dict[str, tuple[int, int]]:
+    """root_id -> (ordered, payed) tickets as of `now`: live (not cancelled, not refunded) baskets."""
+    counters: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for order, basket in account.baskets_of_show(show.id, now):
+        if order.live_as_of(now) and _seen(basket.refunded_at, now) is None:
+            counter = counters[basket.seat_id]
+            counter[0] += 1
+            counter[1] += order.paid_as_of(now)
+    return {root: (c[0], c[1]) for root, c in counters.items()}
 
 
-def _dig(row: dict[str, Any], column: str) -> Any:
-    value: Any = row
-    for part in column.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
+def in_carts(seed: int, show: ShowPlan, now: datetime, free: int) -> int:
+    """General-admission places sitting in shoppers' carts: a pure function of (seed, show, 15-min slot)."""
+    if show.seated or show.start <= now or free <= 0:
+        return 0
+    slot = int(now.timestamp()) // 900
+    return min(free, random.Random(f"{seed}:cart:{show.id}:{slot}").randint(0, 3))
 
 
-def matches(row: dict[str, Any], conditions: Iterable[dict[str, Any]]) -> bool:
-    for cond in conditions:
-        op, actual = cond.get("operator", "="), _dig(row, cond["column"])
-        if op == "null":
-            ok = actual is None
-        elif op == "not null":
-            ok = actual is not None
-        elif op in ("in", "not in"):
-            ok = (actual in cond.get("value", [])) == (op == "in")
-        elif actual is None:
-            ok = False
-        else:
-            a, b = _comparable(actual, cond.get("value"))
-            ok = {"=": a == b, "!=": a != b, "<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[op]
-        if not ok:
-            return False
-    return True
+def render_seats(account: Account, show: ShowPlan, now: datetime) -> list[dict[str, Any]]:
+    """Flat seat rows, one per (physical seat, tariff), with organiser-wide counters."""
+    counters = seat_counters(account, show, now)
+    rows = []
+    for seat in show.seats():
+        ordered, payed = counters.get(seat.root_id, (0, 0))
+        cart = in_carts(account.seed, show, now, seat.max_quantity - ordered)
+        free = seat.max_quantity - ordered - cart
+        for code in seat.tariffs:
+            name, percent = TARIFFS[code]
+            rows.append({
+                "id": f"{code}_{seat.root_id}", "root_id": seat.root_id,
+                "name": seat.zone if seat.admission else f"{seat.zone}: Ряд {seat.row}, Место {seat.place}",
+                "zone_id": f"{code}_{seat.zone}", "zone_root_id": seat.zone,
+                "short_seat_id": f"{seat.row};{seat.place}", "row": str(seat.row), "place": str(seat.place),
+                "admission": seat.admission, "available": free > 0, "disabled": False, "ordered": ordered > 0,
+                "max_quantity": seat.max_quantity, "free_quantity": free, "ordered_quantity": ordered,
+                "payed_quantity": payed, "in_basket_quantity": cart,
+                "price": float(seat.price * percent / 100), "currency_id": "RUB",
+                "multiprice_name": name, "multiprice_code": code,
+                "color_theme_id": 2 if seat.zone == "VIP" else 1,
+                "related_seats": [], "coords": [seat.place * 10, seat.row * 10],
+                "spread": {"partner_id": None, "users": [], "client_groups": [], "client_emails": [],
+                           "agents": None},
+            })
+    return rows
 
 
-@cache
-def shared_account(seed: int, opened_on: date, orders_per_day: int) -> Account:
-    """Accounts are pure functions of their arguments: plan each once per process."""
-    return Account(seed, opened_on, orders_per_day)
+def seat_hierarchy(rows: list[dict[str, Any]], minimal: bool) -> dict[str, Any]:
+    """zone -> seats, the answer without `flat`; `minimal` (no `select`) keeps only seat id and admission."""
+    zones: dict[str, Any] = {}
+    for row in rows:
+        zone_key = row.get("zone_root_id") if minimal else row.get("zone_id") or row.get("zone_root_id")
+        zone = zones.setdefault(zone_key or "", {"seats": {}})
+        seat_key = row.get("root_id") if minimal else row.get("id")
+        zone["seats"][seat_key] = {"seat_id": row.get("root_id"), "admission": row.get("admission")} \
+            if minimal else row
+    return zones
+
+
+# -------------------------------------------------------------------------------------------- errors
 
 
 class SandboxError(Exception):
@@ -344,19 +503,31 @@ def not_found(resource: str, raw_id: str) -> SandboxError:
                               "code": "RESOURCE_NOT_FOUND", "info": {"id": rid, "resource": resource}})
 
 
-HTML_404 = "<!DOCTYPE html><html><head><title>Страница не найдена 404 – Qtickets</title></head><body>404</body></html>"
+HTML_404 = ("<!DOCTYPE html><html><head><title>Страница не найдена 404 – Qtickets</title></head>"
+            "<body>404</body></html>")
 UNKNOWN_ERROR = {"error": "Unknown error", "status": 503, "code": "UNKNOWN_ERROR", "info": []}
 
 
+# ------------------------------------------------------------------------------------------- sandbox
+
+
 class Sandbox:
-    """The sandbox account plus its HTTP contract. `clock` gives "now" (the real clock by default)."""
+    """The sandbox account plus its HTTP contract. `clock` gives "now" (the real clock by default).
+
+    `faults` injects transient failures; `honour_select=False` behaves like a server that ignores
+    `select` (qtickets_api.md §6 allows for it); `max_per_page` clamps `perPage` like a server limit.
+    """
 
     def __init__(self, seed: int = 42, opened_on: date = date(2026, 10, 1), orders_per_day: int = 120,
                  clock: Callable[[], datetime] | None = None, token: str = SANDBOX_TOKEN,
-                 auth_error_status: int = 401):
-        self.account = shared_account(seed, opened_on, orders_per_day)
+                 auth_error_status: int = 401, *, event_every_days: float = 4.0, faults: Faults | None = None,
+                 honour_select: bool = True, max_per_page: int = MAX_PAGE_SIZE):
+        self.seed = seed
+        self.account = shared_account(seed, opened_on, orders_per_day, event_every_days)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.token, self.auth_error_status = token, auth_error_status
+        self.faults = faults
+        self.honour_select, self.max_per_page = honour_select, max_per_page
         self.requests: list[httpx.Request] = []
 
     # -- HTTP ------------------------------------------------------------------------------------------
@@ -367,20 +538,36 @@ class Sandbox:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
+        fault = self.faults.draw(request) if self.faults else None
+        if fault is not None and fault.response is not None:
+            return fault.response
         try:
             status, body = 200, self._route(request)
         except SandboxError as error:
             status, body = error.status, error.body
         if isinstance(body, str):
-            return httpx.Response(status, text=body, headers={"Content-Type": "text/html; charset=UTF-8"})
-        return httpx.Response(status, json=body, headers={"Cache-Control": "no-cache, private"})
+            response = httpx.Response(status, text=body, headers={**RESPONSE_HEADERS,
+                                                                  "Content-Type": "text/html; charset=UTF-8"})
+        else:
+            headers = dict(RESPONSE_HEADERS)
+            if status != 200:
+                headers.pop("X-Cache-Status")
+            content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            response = httpx.Response(status, content=content,
+                                      headers={**headers, "Content-Type": "application/json"})
+        return fault.apply(response) if fault is not None else response
 
     def _route(self, request: httpx.Request) -> dict[str, Any]:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             status = self.auth_error_status
             raise SandboxError(status, {"error": "Unauthorized", "status": status})
         path = request.url.path.split("/api/rest/v1/", 1)[-1].strip("/")
-        body = json.loads(request.content) if request.content else {}
+        try:
+            body = json.loads(request.content) if request.content else {}
+        except ValueError:
+            raise SandboxError(503, UNKNOWN_ERROR) from None
+        if not isinstance(body, dict):
+            raise SandboxError(503, UNKNOWN_ERROR)
         now = self.clock().astimezone(MSK)
         if request.method == "POST" and path == "orders":
             raise SandboxError(503, UNKNOWN_ERROR)  # POST orders creates orders; never a search
@@ -388,49 +575,88 @@ class Sandbox:
             raise SandboxError(404, HTML_404)
         if request.url.params.get("where"):
             raise SandboxError(503, UNKNOWN_ERROR)
+        where = body.get("where") or []
         match path.split("/"):
             case ["orders"]:
-                return self._list("orders", self._orders(now, body.get("where", [])), body, now)
+                return self._list("orders", self._orders(now, where), body)
             case ["orders", raw_id]:
-                order = next((o for o in self.account.orders_until(now) if str(o.id) == raw_id), None)
+                order = self.account.order(int(raw_id), now) if raw_id.isdigit() else None
                 if order is None:
                     raise not_found("Order", raw_id)
                 return {"data": render_order(order, now)}
             case ["events"]:
                 rows = [render_event(e, now) for e in self.account.events if e.created_at <= now]
-                return self._list("events", [r for r in rows if matches(r, body.get("where", []))], body, now)
+                return self._list("events", [r for r in rows if matches(r, where)], body)
             case ["events", raw_id]:
-                event = next((e for e in self.account.events if str(e.id) == raw_id), None)
-                if event is None:
+                event = self.account.events_by_id.get(int(raw_id)) if raw_id.isdigit() else None
+                if event is None or event.created_at > now:
                     raise not_found("Event", raw_id)
-                return {"data": render_event(event, now)}
+                return {"data": self._select(render_event(event, now), body)}
+            case ["shows", raw_id, "seats"]:
+                return {"data": self._seats(raw_id, body, now)}
+            case ["clients"]:
+                return self._list("clients", self._clients(now, where), body)
+            case ["discounts"] | ["promo-codes"]:
+                return self._list(path, [], body)
         raise SandboxError(404, HTML_404)
 
+    def _select(self, row: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        select = body.get("select")
+        return project(row, select_tree(select)) if select and self.honour_select else row
+
     def _orders(self, now: datetime, where: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        plans = self.account.orders_until(now)
-        lower = [parse_instant(c["value"]) for c in where
-                 if c.get("column") == "created_at" and c.get("operator") in (">", ">=")]
-        if lower:  # ids and creation times grow together: skip history the filter excludes
-            plans = plans[bisect_right([p.created_at for p in plans], max(lower) - timedelta(seconds=1)):]
+        bounds: dict[str, Any] = {"created_from": None, "created_to": None, "id_from": None, "id_to": None}
+        for cond in where:
+            column, op, value = cond.get("column"), cond.get("operator", "="), cond.get("value")
+            if value is None or op not in (">", ">=", "<", "<=", "="):
+                continue
+            if column == "id":
+                if op in (">", ">=", "="):
+                    bounds["id_from"] = max(bounds["id_from"] or 0, int(value))
+                if op in ("<", "<=", "="):
+                    bounds["id_to"] = min(bounds["id_to"] or int(value), int(value))
+            elif column in ("created_at", "payed_at", "updated_at", "deleted_at"):
+                # Every order timestamp lies within ORDER_LIFETIME of its creation: an index on created_at.
+                moment = parse_instant(str(value))
+                slack = timedelta(0) if column == "created_at" else ORDER_LIFETIME
+                if op in (">", ">=", "="):
+                    lower = moment - slack
+                    bounds["created_from"] = max(bounds["created_from"] or lower, lower)
+                if op in ("<", "<=", "=") and column == "created_at":
+                    bounds["created_to"] = min(bounds["created_to"] or moment, moment)
+        plans = self.account.orders_slice(now, **bounds)
         rendered = (render_order(p, now) for p in plans)
         return [row for row in rendered if matches(row, where)]
 
-    @staticmethod
-    def _list(kind: str, rows: list[dict[str, Any]], body: dict[str, Any], now: datetime) -> dict[str, Any]:
+    def _clients(self, now: datetime, where: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        clients = {o.id % 9973: render_order(o, now)["client"] for o in self.account.orders_until(now)}
+        return [c for c in clients.values() if matches(c, where)]
+
+    def _seats(self, raw_id: str, body: dict[str, Any], now: datetime) -> dict[str, Any]:
+        show = self.account.shows.get(int(raw_id)) if raw_id.isdigit() else None
+        if show is None or self.account.events_by_id[show.event_id].created_at > now:
+            raise not_found("Show", raw_id)
+        rows = [r for r in render_seats(self.account, show, now) if matches(r, body.get("where") or [])]
+        select = body.get("select")
+        if not select:
+            return seat_hierarchy(rows, minimal=True)  # observed: no counters without select
+        rows = [project(r, select_tree(select)) for r in rows] if self.honour_select else rows
+        if body.get("flat") in (True, 1, "1", "true"):
+            return {row["id"]: row for row in rows} if rows and "id" in rows[0] else dict(enumerate(rows))
+        return seat_hierarchy(rows, minimal=False)
+
+    def _list(self, kind: str, rows: list[dict[str, Any]], body: dict[str, Any]) -> dict[str, Any]:
         for column, direction in reversed(list((body.get("orderBy") or {"id": "asc"}).items())):
             rows.sort(key=lambda r: (r.get(column) is None, r.get(column)), reverse=direction == "desc")
-        per_page = int(body.get("perPage") or DEFAULT_PAGE_SIZE[kind])
-        page = int(body.get("page") or 1)
+        per_page = min(int(body.get("perPage") or DEFAULT_PAGE_SIZE[kind]), self.max_per_page)
+        page = max(int(body.get("page") or 1), 1)
         chunk = rows[(page - 1) * per_page: page * per_page]
         if not chunk:
             return {"data": []}
-        return {"data": chunk, "paging": {"perPage": per_page, "currentPage": page, "total": len(rows)}}
+        return {"data": [self._select(r, body) for r in chunk],
+                "paging": {"perPage": per_page, "currentPage": page, "total": len(rows)}}
 
     # -- ground truth ------------------------------------------------------------------------------------
-
-    @cached_property
-    def _event_of_show(self) -> dict[int, int]:
-        return {s.id: s.event_id for s in self.account.shows.values()}
 
     def expected_sales_daily(self, now: datetime) -> dict[tuple[date, int, int], dict[str, Any]]:
         """ARCHITECTURE.md §4 applied to the account as of `now`, keyed by (sales_date, event, show)."""
@@ -455,3 +681,46 @@ class Sandbox:
         for key, row in facts.items():
             row["orders_count"] = len(order_sets[key])
         return facts
+
+    def polled_shows(self, now: datetime) -> list[ShowPlan]:
+        """Shows whose inventory a run reads: of live events, not deleted, and active or not yet over."""
+        now = now.astimezone(MSK)
+        return [
+            show for event in self.account.events
+            if event.created_at <= now and _seen(event.deleted_at, now) is None
+            for show in event.shows
+            if _seen(show.deleted_at, now) is None and show.finish > now
+        ]
+
+    def expected_inventory(self, now: datetime) -> dict[int, dict[str, int]]:
+        """`fact_qtickets_inventory_latest` as of `now` (ARCHITECTURE.md §4), from the plans themselves:
+        capacity = the show's places, sold = live paid tickets, free = capacity - live tickets - carts."""
+        now = now.astimezone(MSK)
+        inventory = {}
+        for show in self.polled_shows(now):
+            baskets = self.account.baskets_of_show(show.id, now)
+            live = [(o, b) for o, b in baskets if o.live_as_of(now) and _seen(b.refunded_at, now) is None]
+            sold = sum(1 for o, _ in live if o.paid_as_of(now))
+            cart = in_carts(self.seed, show, now, show.capacity - len(live))
+            inventory[show.id] = {"event_id": show.event_id, "capacity": show.capacity,
+                                  "free_seats": show.capacity - len(live) - cart, "sold_seats": sold}
+        return inventory
+
+    def expected_dim_events(self, now: datetime) -> dict[tuple[int, int], dict[str, Any]]:
+        """`dim_events` as of `now`: one row per (event, show) of every visible event, deleted ones flagged.
+        `is_active` = event and show active; `is_deleted` = event or show soft-deleted."""
+        now = now.astimezone(MSK)
+        dim = {}
+        for event in self.account.events:
+            if event.created_at > now:
+                continue
+            event_deleted = _seen(event.deleted_at, now) is not None
+            for show in event.shows:
+                show_deleted = _seen(show.deleted_at, now) is not None
+                dim[(event.id, show.id)] = {
+                    "event_name": event.name, "city": event.city[1], "city_timezone": event.city[2],
+                    "venue": event.venue, "show_start_at": show.start, "show_finish_at": show.finish,
+                    "is_active": not (event_deleted or show_deleted or show.start <= now),
+                    "is_deleted": event_deleted or show_deleted,
+                }
+        return dim
