@@ -22,6 +22,10 @@ def build_resources(settings: Settings) -> dict[str, object]:
         dsn=dg.EnvVar("CLICKHOUSE_DSN") if settings.clickhouse_dsn else settings.resolved_clickhouse_dsn,
         database=settings.clickhouse_database,
         lock_timeout_s=settings.clickhouse_lock_timeout_s,
+        cluster=settings.clickhouse_cluster or "",
+        compress=settings.clickhouse_compress,
+        connect_timeout_s=settings.clickhouse_connect_timeout_s,
+        send_receive_timeout_s=settings.clickhouse_send_receive_timeout_s,
     )
     qtickets = QTicketsResource(
         base_url=str(settings.qtickets_api_base_url or ""),

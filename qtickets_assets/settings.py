@@ -12,12 +12,14 @@ import re
 from datetime import date, datetime
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from dotenv import dotenv_values
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_FILE_VAR = "QTICKETS_ENV_FILE"
+CLUSTER_NAME = re.compile(r"^[A-Za-z0-9_.{}-]+$")  # rendered inside quotes: ON CLUSTER '<name>'
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -46,6 +48,16 @@ class Settings(BaseSettings):
     clickhouse_lock_timeout_s: float = Field(
         600.0, ge=0, description="Embedded mode: how long to wait for another process to release the engine."
     )
+    clickhouse_cluster: str | None = Field(
+        None, description="Server mode: run migrations ON CLUSTER with Replicated engines. Unset: one server."
+    )
+    clickhouse_compress: Literal["lz4", "zstd", "gzip", "br", "none"] = Field(
+        "lz4", description="Server mode: HTTP compression of inserts and results."
+    )
+    clickhouse_connect_timeout_s: float = Field(10.0, gt=0, description="Server mode: HTTP connect timeout.")
+    clickhouse_send_receive_timeout_s: float = Field(
+        300.0, gt=0, description="Server mode: HTTP read timeout of one request (long INSERT ... SELECT)."
+    )
 
     @field_validator("clickhouse_dsn")
     @classmethod
@@ -54,6 +66,15 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("chdb://", "http://", "https://")):
             raise ValueError("must start with chdb://, http:// or https://")
+        return value
+
+    @field_validator("clickhouse_cluster")
+    @classmethod
+    def _cluster_name(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not CLUSTER_NAME.match(value):
+            raise ValueError("must be a cluster name (letters, digits, _ . - and {macros})")
         return value
 
     @field_validator("qtickets_sandbox_as_of")
@@ -120,4 +141,6 @@ def get_settings() -> Settings:
         raise SettingsError(_describe(error)) from None
     if not settings.uses_sandbox and settings.qtickets_api_token is None:
         raise SettingsError("QTICKETS_API_TOKEN: required when QTICKETS_API_BASE_URL is set")
+    if settings.clickhouse_cluster and settings.embedded:
+        raise SettingsError("CLICKHOUSE_CLUSTER: needs a server CLICKHOUSE_DSN (http:// or https://)")
     return settings

@@ -22,6 +22,10 @@ class ClickHouseResource(dg.ConfigurableResource):
     database: str = "zakaz"
     auto_migrate: bool = Field(True, description="Apply pending migrations before the first query.")
     lock_timeout_s: float = Field(600.0, description="Embedded mode: wait this long for the engine.")
+    cluster: str = Field("", description="Server mode: migrate ON CLUSTER with Replicated engines.")
+    compress: str = Field("lz4", description="Server mode: HTTP compression (lz4, zstd, gzip, br or none).")
+    connect_timeout_s: float = Field(10.0, description="Server mode: HTTP connect timeout.")
+    send_receive_timeout_s: float = Field(300.0, description="Server mode: HTTP read timeout per request.")
 
     @property
     def embedded(self) -> bool:
@@ -31,18 +35,32 @@ class ClickHouseResource(dg.ConfigurableResource):
     def display_dsn(self) -> str:
         return redact(self.dsn)
 
+    def client_options(self) -> dict[str, object]:
+        """clickhouse-connect options for a server; chDB has no HTTP transport to tune."""
+        if self.embedded:
+            return {}
+        return {
+            "compress": False if self.compress == "none" else self.compress,
+            "connect_timeout": self.connect_timeout_s,
+            "send_receive_timeout": self.send_receive_timeout_s,
+            # No server session: it would pin state to one node behind a load balancer and serialize
+            # queries ("session is locked"); the database travels with every request anyway.
+            "autogenerate_session_id": False,
+            "client_name": "qtickets-assets",
+        }
+
     @contextmanager
     def get_client(self) -> Iterator[Client]:
         """A client whose default database is `database`, closed on exit."""
-        with open_client(self.dsn, lock_timeout_s=self.lock_timeout_s) as client:
+        with open_client(self.dsn, lock_timeout_s=self.lock_timeout_s, **self.client_options()) as client:
             if self.auto_migrate:
                 self._ensure_schema(client)
             client.database = self.database
             yield client
 
     def migrate(self) -> list[str]:
-        with open_client(self.dsn, lock_timeout_s=self.lock_timeout_s) as client:
-            applied = migrate(client, self.database)
+        with open_client(self.dsn, lock_timeout_s=self.lock_timeout_s, **self.client_options()) as client:
+            applied = migrate(client, self.database, cluster=self.cluster or None)
         _migrated.add((self.dsn, self.database))
         return applied
 
@@ -50,5 +68,5 @@ class ClickHouseResource(dg.ConfigurableResource):
         key = (self.dsn, self.database)
         with _migrate_mutex:
             if key not in _migrated:
-                migrate(client, self.database)
+                migrate(client, self.database, cluster=self.cluster or None)
                 _migrated.add(key)
