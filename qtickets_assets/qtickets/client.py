@@ -100,11 +100,13 @@ def wall_time(moment: datetime) -> str:
 
 
 def current_shows(events: Iterable[Event], now: datetime) -> list[tuple[Event, Show]]:
-    """Shows whose inventory is worth a call: of live events, not deleted, and active or not yet over."""
+    """Shows whose inventory is worth a call (one call each): of live events, not deleted, and active
+    (on sale) or still to start."""
     return [
         (event, show) for event in events if event.deleted_at is None
         for show in event.shows
-        if show.deleted_at is None and (show.is_active or (show.finish_date or show.start_date or now) > now)
+        if show.deleted_at is None
+        and (show.is_active or (show.start_date is not None and show.start_date > now))
     ]
 
 

@@ -180,12 +180,13 @@ def _locate(record: Any, loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "record"
 
 
-def parse(model: type[M], record: Any) -> M:
-    """Validate one API record; the exact JSON stays available as `.raw`."""
+def parse(model: type[M], record: Any, source: str = "") -> M:
+    """Validate one API record; the exact JSON stays available as `.raw`. `source` says where the raw
+    page can be found, for the error message."""
     try:
         parsed = model.model_validate(record)
     except ValidationError as error:
-        raise RecordError(model.__name__, record, error) from None
+        raise RecordError(model.__name__, record, error, source or None) from None
     _keep_raw(parsed, record)
     return parsed
 

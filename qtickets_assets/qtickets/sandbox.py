@@ -683,13 +683,14 @@ class Sandbox:
         return facts
 
     def polled_shows(self, now: datetime) -> list[ShowPlan]:
-        """Shows whose inventory a run reads: of live events, not deleted, and active or not yet over."""
+        """Shows whose inventory a run reads (`client.current_shows`): of live events, not deleted, and
+        active or still to start (here a show is active until it starts)."""
         now = now.astimezone(MSK)
         return [
             show for event in self.account.events
             if event.created_at <= now and _seen(event.deleted_at, now) is None
             for show in event.shows
-            if _seen(show.deleted_at, now) is None and show.finish > now
+            if _seen(show.deleted_at, now) is None and show.start > now
         ]
 
     def expected_inventory(self, now: datetime) -> dict[int, dict[str, int]]:
