@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import datetime
 from decimal import Decimal
 
-from .qtickets.models import Order
+from .qtickets.models import Event, Order, SeatRow
 from .warehouse.io_manager import Rows
 
 ORDER_COLUMNS = [
@@ -19,7 +20,9 @@ BASKET_COLUMNS = [
     "discount_value", "basket_created_at", "basket_updated_at", "basket_deleted_at", "checked_at",
     "refunded_at", "refunded_amount", "basket_json",
 ]
-NO_BASKET = (0, 0, "", "", "", 0, Decimal(0), Decimal(0), Decimal(0), None, None, None, None, None, Decimal(0), "{}")
+NO_BASKET = (
+    0, 0, "", "", "", 0, Decimal(0), Decimal(0), Decimal(0), None, None, None, None, None, Decimal(0), "{}",
+)
 
 
 def _json(value: object) -> str:
@@ -37,7 +40,8 @@ def order_rows(orders: Iterable[Order]) -> Rows:
         order_part = (
             order.id, order.uniqid, order.event_id, order.created_at, order.updated_at, order.deleted_at,
             int(order.payed), order.payed_at, order.currency_id, order.payment_type_id, order.client_id or 0,
-            str(utm.get("utm_source") or ""), str(utm.get("utm_medium") or ""), str(utm.get("utm_campaign") or ""),
+            str(utm.get("utm_source") or ""), str(utm.get("utm_medium") or ""),
+            str(utm.get("utm_campaign") or ""),
             _json({k: v for k, v in raw.items() if k != "baskets"}),
         )
         basket_parts = [
@@ -52,3 +56,66 @@ def order_rows(orders: Iterable[Order]) -> Rows:
             for append, value in zip(appenders, order_part + basket_part, strict=True):
                 append(value)
     return Rows(columns)
+
+
+EVENT_COLUMNS = [
+    "event_id", "show_id", "event_name", "event_is_active", "event_deleted_at", "city", "city_timezone",
+    "venue", "show_start_at", "show_finish_at", "show_is_active", "show_deleted_at", "event_json",
+]
+
+
+def event_rows(events: Iterable[Event]) -> Rows:
+    """One row per (event, show); an event without shows keeps one row (show_id 0).
+
+    `event_json` is the event as the API sent it with `shows` narrowed to the row's own show, so the
+    whole payload is kept once, not once per show."""
+    columns: dict[str, list] = {name: [] for name in EVENT_COLUMNS}
+    appenders = [columns[name].append for name in EVENT_COLUMNS]
+    for event in events:
+        raw = event.raw or event.model_dump(mode="json")
+        city = event.city
+        event_part = (
+            event.id, event.name, int(event.is_active), event.deleted_at,
+            city.name if city else "", city.timezone if city else "", event.place_name or "",
+        )
+        for show in event.shows or [None]:
+            show_json = [show.raw or show.model_dump(mode="json")] if show else []
+            values = (
+                event_part[0], show.id if show else 0, *event_part[1:],
+                show.start_date if show else None, show.finish_date if show else None,
+                int(show.is_active) if show else 0, show.deleted_at if show else None,
+                _json({**raw, "shows": show_json}),
+            )
+            for append, value in zip(appenders, values, strict=True):
+                append(value)
+    return Rows(columns)
+
+
+INVENTORY_COLUMNS = [
+    "show_id", "event_id", "offer_id", "root_id", "zone_root_id", "admission", "max_quantity",
+    "free_quantity", "ordered_quantity", "payed_quantity", "in_basket_quantity", "price", "multiprice_code",
+    "snapshot_at", "row_json",
+]
+
+
+def inventory_rows(shows: Iterable[tuple[int, int, list[SeatRow]]], snapshot_at: datetime) -> Rows:
+    """One row per seat/offer of each polled (event_id, show_id, seats); `scope` = every polled show,
+    so a show that returned no seats still replaces its old rows."""
+    if snapshot_at.tzinfo is None:
+        raise ValueError("snapshot_at must be timezone-aware")
+    columns: dict[str, list] = {name: [] for name in INVENTORY_COLUMNS}
+    appenders = [columns[name].append for name in INVENTORY_COLUMNS]
+    polled = []
+    for event_id, show_id, seats in shows:
+        polled.append(show_id)
+        for seat in seats:
+            values = (
+                show_id, event_id, seat.id, seat.root_id or seat.id, seat.zone_root_id or "",
+                int(seat.admission), seat.max_quantity, seat.free_quantity, seat.ordered_quantity,
+                seat.payed_quantity, seat.in_basket_quantity, seat.price, seat.multiprice_code or "",
+                snapshot_at,
+                _json(seat.raw or seat.model_dump(mode="json")),
+            )
+            for append, value in zip(appenders, values, strict=True):
+                append(value)
+    return Rows(columns, scope=polled)

@@ -1,14 +1,18 @@
-"""Marts computed inside ClickHouse from staging (read with FINAL): no warehouse data goes through Python."""
+"""Marts computed inside ClickHouse from staging (read with FINAL): no warehouse data goes through Python.
 
+Each asset replaces its scope with a fresh computation (`rebuild`: new `_ver`, tombstones for keys that
+vanished), so re-materializing gives exactly what a first materialization gives.
+"""
 
 import dagster as dg
 
 from ..partitions import daily_partitions
-from ..warehouse.io_manager import new_version
+from ..warehouse.io_manager import ms, rebuild
 from ..warehouse.resource import ClickHouseResource
 
 # ARCHITECTURE.md §4. A ticket is sold when its order is paid and neither the order nor the basket is
 # cancelled and the basket is not refunded; refunds of paid orders count on the order's sales date.
+# The window is on payed_at: partition D holds every sale paid on Moscow day D, whenever it was created.
 SALES_DAILY = """
 SELECT
     toDate(payed_at, 'Europe/Moscow') AS sales_date,
@@ -30,6 +34,79 @@ FROM (
 )
 GROUP BY sales_date, event_id, show_id
 """
+SALES_COLUMNS = [
+    "sales_date",
+    "event_id",
+    "show_id",
+    "tickets_sold",
+    "revenue",
+    "orders_count",
+    "refunded_tickets",
+    "refunds_amount",
+]
+SALES_DATES = """
+    sales_date >= toDate(fromUnixTimestamp64Milli({start:Int64}), 'Europe/Moscow')
+    AND sales_date < toDate(fromUnixTimestamp64Milli({end:Int64}), 'Europe/Moscow')
+"""
+
+# One row per (event, show). `is_active`: the show is on sale (QTickets turns a show off once it has
+# started or its event is deleted). `is_deleted`: the event or show is soft-deleted in QTickets; its
+# sales history stays in the facts.
+DIM_EVENTS = """
+SELECT
+    event_id,
+    show_id,
+    event_name,
+    city,
+    city_timezone,
+    venue,
+    show_start_at,
+    show_finish_at,
+    event_is_active AND show_is_active AS is_active,
+    event_deleted_at IS NOT NULL OR show_deleted_at IS NOT NULL AS is_deleted
+FROM stg_qtickets_api_events_raw FINAL
+"""
+DIM_COLUMNS = [
+    "event_id",
+    "show_id",
+    "event_name",
+    "city",
+    "city_timezone",
+    "venue",
+    "show_start_at",
+    "show_finish_at",
+    "is_active",
+    "is_deleted",
+]
+
+# One physical seat appears once per tariff (offer): count each root_id once, with the max of its counters.
+INVENTORY_LATEST = """
+SELECT
+    event_id,
+    show_id,
+    sum(seat_capacity) AS capacity,
+    sum(seat_free) AS free_seats,
+    sum(seat_sold) AS sold_seats,
+    max(seat_snapshot_at) AS snapshot_at
+FROM (
+    SELECT
+        show_id,
+        any(event_id) AS event_id,
+        root_id,
+        max(max_quantity) AS seat_capacity,
+        max(free_quantity) AS seat_free,
+        max(payed_quantity) AS seat_sold,
+        max(snapshot_at) AS seat_snapshot_at
+    FROM stg_qtickets_api_inventory_raw FINAL
+    GROUP BY show_id, root_id
+)
+GROUP BY event_id, show_id
+"""
+INVENTORY_COLUMNS = ["event_id", "show_id", "capacity", "free_seats", "sold_seats", "snapshot_at"]
+
+
+def window_parameters(window: dg.TimeWindow) -> dict[str, int]:
+    return {"start": ms(window.start), "end": ms(window.end)}
 
 
 @dg.asset(
@@ -41,42 +118,52 @@ GROUP BY sales_date, event_id, show_id
 )
 def fact_qtickets_sales_daily(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource):
     """Tickets sold, revenue, paid orders and refunds per (Moscow sales date, event, show)."""
-    window = context.partition_time_window
-    params = {
-        "start": int(window.start.timestamp() * 1000),
-        "end": int(window.end.timestamp() * 1000),
-        "version": new_version(),
-    }
+    params = window_parameters(context.partition_time_window)
     with clickhouse.get_client() as client:
-        client.command(
-            f"""
-            INSERT INTO fact_qtickets_sales_daily
-                (sales_date, event_id, show_id, tickets_sold, revenue, orders_count, refunded_tickets,
-                 refunds_amount, _loaded_at, _ver, _dedup_key)
-            SELECT *, now64(3), {{version:UInt64}}, cityHash64(sales_date, event_id, show_id)
-            FROM ({SALES_DAILY})
-            """,
+        metadata = rebuild(
+            client,
+            "fact_qtickets_sales_daily",
+            SALES_DAILY,
+            SALES_COLUMNS,
+            ["sales_date", "event_id", "show_id"],
+            where=SALES_DATES,
             parameters=params,
-            settings={"async_insert": 0},
         )
-        # Keys of these dates that the fresh computation no longer produces become tombstones.
-        stale = """
-            SELECT * FROM fact_qtickets_sales_daily FINAL
-            WHERE sales_date >= toDate(fromUnixTimestamp64Milli({start:Int64}), 'Europe/Moscow')
-              AND sales_date < toDate(fromUnixTimestamp64Milli({end:Int64}), 'Europe/Moscow')
-              AND _ver < {version:UInt64}
-        """
-        client.command(
-            f"INSERT INTO fact_qtickets_sales_daily SELECT * REPLACE ({{version:UInt64}} AS _ver, "
-            f"1 AS _deleted) FROM ({stale})",
-            parameters=params,
-            settings={"async_insert": 0},
-        )
-        rows, tickets, revenue = client.query(
-            "SELECT count(), sum(tickets_sold), sum(revenue) FROM fact_qtickets_sales_daily FINAL "
-            "WHERE _ver = {version:UInt64}",
+        tickets, revenue = client.query(
+            "SELECT sum(tickets_sold), sum(revenue) FROM fact_qtickets_sales_daily FINAL "
+            f"WHERE {SALES_DATES}",
             parameters=params,
         ).result_rows[0]
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": rows, "tickets_sold": int(tickets), "revenue": float(revenue)}
+        metadata={**metadata, "tickets_sold": int(tickets), "revenue": float(revenue)}
     )
+
+
+@dg.asset(
+    deps=["stg_qtickets_api_events_raw"],
+    group_name="qtickets_marts",
+    kinds={"clickhouse", "sql"},
+)
+def dim_events(clickhouse: ClickHouseResource) -> dg.MaterializeResult:
+    """Events and their shows: name, city and its time zone, venue, show times, active/deleted flags."""
+    with clickhouse.get_client() as client:
+        metadata = rebuild(client, "dim_events", DIM_EVENTS, DIM_COLUMNS, ["event_id", "show_id"])
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    deps=["stg_qtickets_api_inventory_raw"],
+    group_name="qtickets_marts",
+    kinds={"clickhouse", "sql"},
+)
+def fact_qtickets_inventory_latest(clickhouse: ClickHouseResource) -> dg.MaterializeResult:
+    """Latest capacity, free and sold seats per show (each physical seat counted once)."""
+    with clickhouse.get_client() as client:
+        metadata = rebuild(
+            client,
+            "fact_qtickets_inventory_latest",
+            INVENTORY_LATEST,
+            INVENTORY_COLUMNS,
+            ["event_id", "show_id"],
+        )
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,12 +1,14 @@
 """Raw assets: QTickets API -> ClickHouse staging tables (written by the ClickHouse IO manager)."""
 
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from ..partitions import daily_partitions
+from ..qtickets.models import Event, Show
 from ..qtickets.resource import QTicketsResource
-from ..transform import order_rows
-from ..warehouse.io_manager import KEY, WINDOW_COLUMN, Rows
+from ..transform import event_rows, inventory_rows, order_rows
+from ..warehouse.io_manager import KEY, SCOPE_COLUMN, WINDOW_COLUMN, Rows
 
 
 @dg.asset(
@@ -28,3 +30,41 @@ def stg_qtickets_api_orders_raw(context: dg.AssetExecutionContext, qtickets: QTi
                 orders[order.id] = order
     context.log.info(f"{len(orders)} orders for {window.start:%Y-%m-%d}..{window.end:%Y-%m-%d}")
     return order_rows(orders[key] for key in sorted(orders))
+
+
+@dg.asset(
+    io_manager_key="clickhouse_io",
+    group_name="qtickets_staging",
+    kinds={"clickhouse", "python"},
+    metadata={KEY: ["event_id", "show_id"]},  # no scope: each run is a full snapshot of the account
+)
+def stg_qtickets_api_events_raw(context: dg.AssetExecutionContext, qtickets: QTicketsResource) -> Rows:
+    """Every event with its shows (soft-deleted ones included, flagged), one row per (event, show)."""
+    with qtickets.get_client() as client:
+        events = list(client.events())
+    context.log.info(f"{len(events)} events, {sum(len(e.shows) for e in events)} shows")
+    return event_rows(sorted(events, key=lambda e: e.id))
+
+
+def polled(event: Event, show: Show, now: datetime) -> bool:
+    """Seats are polled (one call per show) only for live shows that are on sale or still to come."""
+    if event.deleted_at is not None or show.deleted_at is not None:
+        return False
+    return show.is_active or (show.start_date is not None and show.start_date > now)
+
+
+@dg.asset(
+    io_manager_key="clickhouse_io",
+    group_name="qtickets_staging",
+    kinds={"clickhouse", "python"},
+    # Only the polled shows are replaced: a past show keeps its last snapshot.
+    metadata={KEY: ["show_id", "offer_id"], SCOPE_COLUMN: "show_id"},
+)
+def stg_qtickets_api_inventory_raw(context: dg.AssetExecutionContext, qtickets: QTicketsResource) -> Rows:
+    """Seat/offer counters (capacity, free, ordered, paid) of every active or future show, now."""
+    now = datetime.now(UTC)
+    with qtickets.get_client() as client:
+        shows = [(e.id, s.id) for e in client.events() for s in e.shows if polled(e, s, now)]
+        snapshot = [(event_id, show_id, client.show_seats(show_id)) for event_id, show_id in sorted(shows)]
+    context.log.info(f"{len(snapshot)} shows polled")
+    return inventory_rows(snapshot, snapshot_at=now)

@@ -1,4 +1,4 @@
-"""Versioned ClickHouse IO manager for the staging assets.
+"""Versioned writes into ClickHouse: the IO manager for the staging assets and `rebuild` for SQL marts.
 
 An asset returns `Rows` (columnar data). The table is the asset key's last part. Each write:
 1. stamps `_ver` (one value per write, increasing), `_dedup_key` (hash of the business key only) and
@@ -7,11 +7,14 @@ An asset returns `Rows` (columnar data). The table is the asset key's last part.
    rewrite, so a re-materialization leaves exactly a fresh computation.
 
 The scope comes from asset metadata: the partition's Moscow time window on `clickhouse/window_column`,
-or the values present on `clickhouse/scope_column` (e.g. the shows that were re-polled), or the whole
-table when neither is set (full snapshots such as events).
+or the values of `clickhouse/scope_column` that the write covers (e.g. the shows that were re-polled), or
+the whole table when neither is set (full snapshots such as events).
+
+Row counts in metadata come from our own data: the chDB backend's insert summary is not reliable.
 """
 
 import hashlib
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +22,7 @@ from typing import Any
 
 import dagster as dg
 import pyarrow as pa
+from clickhouse_connect.driver.client import Client
 
 from .engine import INSERT_SETTINGS
 from .resource import ClickHouseResource
@@ -26,13 +30,26 @@ from .resource import ClickHouseResource
 KEY = "clickhouse/key"
 WINDOW_COLUMN = "clickhouse/window_column"
 SCOPE_COLUMN = "clickhouse/scope_column"
+TECHNICAL = ("_loaded_at", "_ver", "_dedup_key", "_deleted")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def identifier(name: str) -> str:
+    """`name` if it is a plain SQL identifier; identifiers cannot travel as query parameters."""
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise ValueError(f"not a valid ClickHouse identifier: {name!r}")
+    return name
 
 
 @dataclass
 class Rows:
-    """Column name -> values, all columns the same length."""
+    """Column name -> values, all columns the same length.
+
+    `scope`: the values of the asset's scope column that this write covers, when they are not simply the
+    values present (a polled show that returned no seats still replaces its old rows)."""
 
     columns: dict[str, list[Any]] = field(default_factory=dict)
+    scope: list[Any] | None = None
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()), []))
@@ -48,37 +65,103 @@ def new_version() -> int:
     return time.time_ns()
 
 
-def _ms(value: datetime) -> int:
+def ms(value: datetime) -> int:
+    """Epoch milliseconds of a tz-aware instant (the form window bounds travel in)."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: window bounds must carry an offset")
     return int(value.timestamp() * 1000)
+
+
+def window_condition(column: str, window: dg.TimeWindow) -> tuple[str, dict[str, Any]]:
+    """`column` inside the Moscow time window [start, end), as SQL plus parameters."""
+    column = identifier(column)
+    return (
+        f"{column} >= fromUnixTimestamp64Milli({{start:Int64}}) "
+        f"AND {column} < fromUnixTimestamp64Milli({{end:Int64}})",
+        {"start": ms(window.start), "end": ms(window.end)},
+    )
 
 
 def _scope(metadata: dict, window: dg.TimeWindow | None, rows: Rows | None) -> tuple[str, dict[str, Any]]:
     """SQL condition (and its parameters) selecting the rows a write replaces."""
     if window is not None:
-        column = metadata[WINDOW_COLUMN]
-        return (
-            f"{column} >= fromUnixTimestamp64Milli({{start:Int64}}) "
-            f"AND {column} < fromUnixTimestamp64Milli({{end:Int64}})",
-            {"start": _ms(window.start), "end": _ms(window.end)},
-        )
+        return window_condition(metadata[WINDOW_COLUMN], window)
     if SCOPE_COLUMN in metadata and rows is not None:
-        column = metadata[SCOPE_COLUMN]
-        values = sorted(set(rows.columns[column]))
-        return f"{column} IN {{scope:Array(UInt64)}}", {"scope": values}
+        column = identifier(metadata[SCOPE_COLUMN])
+        values = rows.scope if rows.scope is not None else rows.columns[column]
+        return f"{column} IN {{scope:Array(UInt64)}}", {"scope": sorted(set(values))}
     return "1", {}
 
 
+def tombstone_stale(client: Client, table: str, where: str, parameters: dict[str, Any], version: int) -> int:
+    """Write a tombstone (same `_ver`) for every live row in scope older than `version`; returns how many."""
+    table = identifier(table)
+    stale = f"SELECT * FROM {table} FINAL WHERE ({where}) AND _ver < {{version:UInt64}}"
+    parameters = {**parameters, "version": version}
+    count = client.query(f"SELECT count() FROM ({stale})", parameters=parameters).result_rows[0][0]
+    if count:
+        # The subquery keeps `_ver` in WHERE from resolving to the REPLACE alias.
+        client.command(
+            f"INSERT INTO {table} SELECT * REPLACE ({{version:UInt64}} AS _ver, 1 AS _deleted, "
+            f"now64(3) AS _loaded_at) FROM ({stale})",
+            parameters=parameters,
+            settings=INSERT_SETTINGS,
+        )
+    return count
+
+
+def rebuild(
+    client: Client,
+    table: str,
+    select: str,
+    columns: list[str],
+    key: list[str],
+    *,
+    where: str = "1",
+    parameters: dict[str, Any] | None = None,
+) -> dict[str, int]:
+    """Replace the rows of `table` in scope `where` with the result of `select`, inside ClickHouse.
+
+    `select` yields the business `columns` of `table`. Its rows get one new `_ver` and
+    `_dedup_key = cityHash64(key)`; live rows in scope that it no longer produces become tombstones."""
+    table = identifier(table)
+    names = ", ".join(identifier(c) for c in columns)
+    key_sql = ", ".join(identifier(c) for c in key)
+    version = new_version()
+    parameters = {**(parameters or {}), "version": version}
+    client.command(
+        f"INSERT INTO {table} ({names}, _loaded_at, _ver, _dedup_key, _deleted) "
+        f"SELECT {names}, now64(3), {{version:UInt64}}, cityHash64({key_sql}), 0 FROM ({select})",
+        parameters=parameters,
+        settings=INSERT_SETTINGS,
+    )
+    tombstoned = tombstone_stale(client, table, where, parameters, version)
+    rows = client.query(
+        f"SELECT count() FROM {table} FINAL WHERE _ver = {{version:UInt64}}", parameters=parameters
+    ).result_rows[0][0]
+    return {"dagster/row_count": rows, "tombstoned_rows": tombstoned, "clickhouse/version": version}
+
+
 class ClickHouseIOManager(dg.ConfigurableIOManager):
+    """Writes `Rows` returned by an asset into the table named like the asset (see the module doc)."""
+
     clickhouse: dg.ResourceDependency[ClickHouseResource]
 
     def handle_output(self, context: dg.OutputContext, obj: Rows) -> None:
-        table = context.asset_key.path[-1]
+        if not isinstance(obj, Rows):
+            raise TypeError(f"{context.asset_key.to_user_string()}: expected Rows, got {type(obj).__name__}")
+        table = identifier(context.asset_key.path[-1])
         metadata = context.definition_metadata or {}
         key_columns = metadata[KEY]
         version = new_version()
         count = len(obj)
         columns = dict(obj.columns)
-        columns["_dedup_key"] = [dedup_key(*key) for key in zip(*(columns[c] for c in key_columns))]
+        for name in columns:
+            identifier(name)
+        if any(len(values) != count for values in columns.values()):
+            raise ValueError(f"{table}: columns of different lengths")
+        keys = zip(*(columns[c] for c in key_columns), strict=True)
+        columns["_dedup_key"] = [dedup_key(*key) for key in keys]
         columns["_ver"] = [version] * count
         columns["_loaded_at"] = [datetime.now(UTC)] * count
         window = context.asset_partitions_time_window if context.has_asset_partitions else None
@@ -92,24 +175,14 @@ class ClickHouseIOManager(dg.ConfigurableIOManager):
                     column_oriented=True,
                     settings=INSERT_SETTINGS,
                 )
-            stale = f"SELECT * FROM {table} FINAL WHERE {where} AND _ver < {{version:UInt64}}"
-            parameters = {**parameters, "version": version}
-            tombstoned = client.query(f"SELECT count() FROM ({stale})", parameters=parameters).result_rows[0][0]
-            if tombstoned:
-                # The subquery keeps `_ver` in WHERE from resolving to the REPLACE alias.
-                client.command(
-                    f"INSERT INTO {table} SELECT * REPLACE ({{version:UInt64}} AS _ver, 1 AS _deleted, "
-                    f"now64(3) AS _loaded_at) FROM ({stale})",
-                    parameters=parameters,
-                    settings=INSERT_SETTINGS,
-                )
+            tombstoned = tombstone_stale(client, table, where, parameters, version)
         context.add_output_metadata(
             {"dagster/row_count": count, "tombstoned_rows": tombstoned, "clickhouse/version": version}
         )
 
     def load_input(self, context: dg.InputContext) -> pa.Table:
         upstream = context.upstream_output
-        table = upstream.asset_key.path[-1]
+        table = identifier(upstream.asset_key.path[-1])
         window = context.asset_partitions_time_window if context.has_asset_partitions else None
         where, parameters = _scope(upstream.definition_metadata or {}, window, None)
         with self.clickhouse.get_client() as client:
