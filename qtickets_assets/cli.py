@@ -40,6 +40,34 @@ def cmd_dev(args: argparse.Namespace) -> int:
     os.execv(command[0], command)
 
 
+def cmd_sandbox_serve(args: argparse.Namespace) -> int:
+    """The sandbox QTickets API on a real local port, until Ctrl-C."""
+    import logging
+
+    from .qtickets.faults import KINDS, Faults
+    from .qtickets.sandbox import SANDBOX_TOKEN, Sandbox
+    from .qtickets.server import SandboxServer
+
+    settings = get_settings()
+    as_of = settings.qtickets_sandbox_as_of
+    faults = Faults(args.fault_rate, args.fault_kinds.split(",") if args.fault_kinds else KINDS,
+                    seed=settings.qtickets_sandbox_seed) if args.fault_rate else None
+    sandbox = Sandbox(seed=settings.qtickets_sandbox_seed, opened_on=settings.qtickets_partitions_start,
+                      orders_per_day=settings.qtickets_sandbox_orders_per_day,
+                      clock=(lambda: as_of) if as_of else None, event_every_days=args.event_every_days,
+                      faults=faults)
+    server = SandboxServer(sandbox, args.host, args.port)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    print(f"sandbox QTickets API at {server.base_url} (token: {SANDBOX_TOKEN})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qtickets-assets", description=__doc__)
     parser.add_argument("--envfile", help=f"env file with settings (also {ENV_FILE_VAR})")
@@ -51,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
     dev.set_defaults(func=cmd_dev)
+
+    sandbox = commands.add_parser("sandbox", help="the built-in sandbox QTickets API")
+    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
+    serve = sandbox_commands.add_parser("serve", help="serve the sandbox API on a local port")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--event-every-days", type=float, default=4.0,
+                       help="account size: a new event every N days")
+    serve.add_argument("--fault-rate", type=float, default=0.0,
+                       help="share of requests that get an injected fault (0..1)")
+    serve.add_argument("--fault-kinds", default="",
+                       help="comma-separated subset of 429,429-retry-after,502,503,504,slow,"
+                            "truncated,html200 (default: all)")
+    serve.set_defaults(func=cmd_sandbox_serve)
     return parser
 
 

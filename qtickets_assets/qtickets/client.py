@@ -253,7 +253,7 @@ class QTicketsClient:
             raise QTicketsError(f"GET {path}: asked for page {number}, got page {current}: the server "
                                 "ignores `page`; refusing to loop over page 1", path=path)
         total = paging.get("total")
-        return Page(number, rows, int(paging.get("perPage") or len(rows) or per_page),
+        return Page(number, rows, int(paging.get("perPage") or per_page),
                     None if total is None else int(total), payload)
 
     def pages(self, path: str, body: dict[str, Any] | None = None) -> Iterator[Page]:
@@ -267,6 +267,8 @@ class QTicketsClient:
             return
         yield first
         per_page, total = first.per_page, first.total
+        if total is None and len(first.rows) < per_page:
+            return
 
         def last_page() -> float:
             if total is None:  # no paging block: go on until an empty page

@@ -18,7 +18,7 @@ import json
 import random
 import threading
 from bisect import bisect_left, bisect_right
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -528,7 +528,7 @@ class Sandbox:
         self.token, self.auth_error_status = token, auth_error_status
         self.faults = faults
         self.honour_select, self.max_per_page = honour_select, max_per_page
-        self.requests: list[httpx.Request] = []
+        self.requests: deque[httpx.Request] = deque(maxlen=100_000)  # what was asked, newest last
 
     # -- HTTP ------------------------------------------------------------------------------------------
 
@@ -545,6 +545,8 @@ class Sandbox:
             status, body = 200, self._route(request)
         except SandboxError as error:
             status, body = error.status, error.body
+        except (ValueError, TypeError, KeyError, AttributeError):  # a malformed body: the server's 503
+            status, body = 503, UNKNOWN_ERROR
         if isinstance(body, str):
             response = httpx.Response(status, text=body, headers={**RESPONSE_HEADERS,
                                                                   "Content-Type": "text/html; charset=UTF-8"})

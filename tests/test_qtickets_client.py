@@ -1,0 +1,322 @@
+"""The QTickets client against respx: every retry and error path, and the paging edge cases."""
+
+import json
+import threading
+import time
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+
+from qtickets_assets.qtickets.client import (
+    QTicketsAuthError,
+    QTicketsClient,
+    QTicketsError,
+    RetryPolicy,
+    wall_time,
+)
+from qtickets_assets.qtickets.models import RecordError
+from qtickets_assets.qtickets.query import MSK
+
+BASE = "https://api.test/api/rest/v1/"
+TOKEN = "s3cret-token-value"
+HTML = "<!DOCTYPE html><html><head><title>Страница не найдена 404 – Qtickets</title></head></html>"
+UNKNOWN = {"error": "Unknown error", "status": 503, "code": "UNKNOWN_ERROR", "info": []}
+
+
+class Sleeps(list):
+    def __call__(self, seconds):
+        self.append(seconds)
+
+
+@pytest.fixture
+def sleeps():
+    return Sleeps()
+
+
+@pytest.fixture
+def api(sleeps):
+    client = QTicketsClient(BASE, TOKEN, sleep=sleeps, per_page=2)
+    yield client
+    client.close()
+
+
+def order(i, created="2026-11-20T10:00:00+03:00", **extra):
+    return {"id": i, "event_id": 1, "payed": 1, "payed_at": created, "created_at": created,
+            "updated_at": created, "deleted_at": None, "utm": [], "custom": "", "fields": [],
+            "baskets": [{"id": i * 10, "show_id": 5, "price": 100, "quantity": 1}], **extra}
+
+
+def ok(data, total=None, per_page=2, page=1):
+    body = {"data": data}
+    if total is not None:
+        body["paging"] = {"perPage": per_page, "currentPage": page, "total": total}
+    return httpx.Response(200, json=body)
+
+
+def sequence(*responses):
+    """A side effect that answers the given responses (or raises the given exceptions) in turn."""
+    answers = iter(responses)
+
+    def answer(request):
+        item = next(answers)
+        if isinstance(item, Exception):
+            raise item
+        return item
+    return answer
+
+
+# -- retries --------------------------------------------------------------------------------------------
+
+
+def test_429_honours_retry_after(api, sleeps, respx_mock):
+    route = respx_mock.get(BASE + "events").mock(side_effect=sequence(
+        httpx.Response(429, headers={"Retry-After": "7"}), ok([])))
+    assert api.request("events") == {"data": []}
+    assert route.call_count == 2 and sleeps == [7.0]
+
+
+def test_429_without_retry_after_backs_off_exponentially_with_jitter(respx_mock, sleeps):
+    policy = RetryPolicy(backoff_s=2.0, backoff_max_s=100)
+    respx_mock.get(BASE + "events").mock(side_effect=sequence(
+        httpx.Response(429), httpx.Response(429), httpx.Response(429), ok([])))
+    with QTicketsClient(BASE, TOKEN, sleep=sleeps, retry=policy) as api:
+        api.request("events")
+    assert len(sleeps) == 3
+    for attempt, delay in enumerate(sleeps, start=1):
+        ceiling = 2.0 * 2 ** (attempt - 1)
+        assert ceiling / 2 <= delay <= ceiling
+
+
+def test_retry_after_too_long_fails_instead_of_parking_the_run(api, respx_mock):
+    respx_mock.get(BASE + "events").respond(429, headers={"Retry-After": "3600"})
+    with pytest.raises(QTicketsError, match="Retry-After 3600"):
+        api.request("events")
+
+
+@pytest.mark.parametrize("failure", [
+    httpx.Response(502, text="<html>502 Bad Gateway</html>", headers={"Content-Type": "text/html"}),
+    httpx.Response(504, json={"error": "timeout"}),
+    httpx.ConnectError("connection refused"),
+    httpx.ReadTimeout("read timed out"),
+    httpx.Response(200, content=b'{"data": [{"id": 1, "na', headers={"Content-Type": "application/json"}),
+    httpx.Response(200, text="<html><body>Unavailable</body></html>", headers={"Content-Type": "text/html"}),
+], ids=["502", "504", "connect", "timeout", "truncated-json", "html-200"])
+def test_transient_failures_are_retried(api, sleeps, respx_mock, failure):
+    route = respx_mock.get(BASE + "events").mock(side_effect=sequence(failure, failure, ok([{"id": 1}])))
+    assert api.request("events")["data"] == [{"id": 1}]
+    assert route.call_count == 3 and len(sleeps) == 2
+
+
+def test_503_is_retried_at_most_twice_then_fails_with_the_body(api, sleeps, respx_mock):
+    route = respx_mock.get(BASE + "orders").respond(503, json=UNKNOWN)
+    with pytest.raises(QTicketsError) as raised:
+        api.request("orders", {"where": []})
+    assert route.call_count == 3 and len(sleeps) == 2
+    assert "GET orders" in str(raised.value) and "UNKNOWN_ERROR" in str(raised.value)
+    assert raised.value.status == 503
+
+
+def test_503_then_success(api, respx_mock):
+    respx_mock.get(BASE + "orders").mock(side_effect=sequence(
+        httpx.Response(503, json=UNKNOWN), httpx.Response(503, json=UNKNOWN), ok([])))
+    assert api.request("orders") == {"data": []}
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_auth_errors_are_never_retried_and_never_print_the_token(api, sleeps, respx_mock, status):
+    echo = {"error": f"bad token {TOKEN}", "status": status}
+    route = respx_mock.get(BASE + "orders").respond(status, json=echo)
+    with pytest.raises(QTicketsAuthError) as raised:
+        api.request("orders")
+    message = str(raised.value)
+    assert route.call_count == 1 and sleeps == []
+    assert "QTICKETS_API_TOKEN" in message and TOKEN not in message and "orders" in message
+
+
+def test_html_404_names_the_path_and_is_not_retried(api, respx_mock):
+    html = {"Content-Type": "text/html"}
+    route = respx_mock.get(BASE + "events/5/seats").respond(404, text=HTML, headers=html)
+    with pytest.raises(QTicketsError, match=r"GET events/5/seats: HTTP 404 with an HTML page"):
+        api.request("events/5/seats")
+    assert route.call_count == 1
+
+
+def test_html_200_that_persists_is_an_error_naming_the_path(api, respx_mock):
+    respx_mock.get(BASE + "events").respond(200, text=HTML, headers={"Content-Type": "text/html"})
+    with pytest.raises(QTicketsError, match=r"GET events: HTTP 200 with an HTML page.*after 6 attempts"):
+        api.request("events")
+
+
+def test_one_retry_budget_per_client_so_a_dead_api_fails_fast(sleeps, respx_mock):
+    route = respx_mock.get(BASE + "events").respond(502)
+    with QTicketsClient(BASE, TOKEN, sleep=sleeps, retry=RetryPolicy(budget=3, max_attempts=10)) as api:
+        with pytest.raises(QTicketsError, match=r"retry budget \(3\) is spent"):
+            api.request("events")
+        assert route.call_count == 4
+        with pytest.raises(QTicketsError, match="retry budget"):
+            api.request("events")  # the next call does not start a new budget
+        assert route.call_count == 5 and len(sleeps) == 3
+
+
+def test_request_shape(api, respx_mock):
+    route = respx_mock.get(BASE + "orders").mock(return_value=ok([]))
+    list(api.orders([{"column": "payed", "value": 1}]))
+    sent = route.calls.last.request
+    assert sent.method == "GET" and sent.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert sent.headers["Cache-Control"] == "no-cache"
+    assert sent.headers["Content-Type"] == "application/json"
+    assert json.loads(sent.content) == {"where": [{"column": "payed", "value": 1}],
+                                        "orderBy": {"id": "asc"}, "page": 1, "perPage": 2}
+
+
+def test_not_found_order_is_none_and_other_statuses_fail(api, respx_mock):
+    respx_mock.get(BASE + "orders/9").respond(404, json={
+        "error": 'Resource "Order" not found', "status": 404, "code": "RESOURCE_NOT_FOUND",
+        "info": {"id": 9, "resource": "Order"}})
+    respx_mock.get(BASE + "orders/10").respond(200, json={"data": order(10)})
+    respx_mock.get(BASE + "orders/11").respond(500, json={"error": "boom"})
+    assert api.order(9) is None
+    assert api.order(10).baskets[0].id == 100
+    with pytest.raises(QTicketsError, match="orders/11: HTTP 500"):
+        api.order(11)
+
+
+# -- paging ---------------------------------------------------------------------------------------------
+
+
+def paged(pages):
+    """A side effect serving `pages[n-1]` for page n (a tuple: rows, total, perPage)."""
+    def answer(request):
+        number = json.loads(request.content)["page"]
+        if number > len(pages):
+            return httpx.Response(200, json={"data": []})
+        rows, total, per_page = pages[number - 1]
+        return ok(rows, total=total, per_page=per_page, page=number)
+    return answer
+
+
+def ids(api, path="orders"):
+    return [row["id"] for page in api.pages(path) for row in page.rows]
+
+
+def test_stops_on_total(api, respx_mock):
+    route = respx_mock.get(BASE + "orders").mock(side_effect=paged([([{"id": 1}, {"id": 2}], 4, 2),
+                                                                     ([{"id": 3}, {"id": 4}], 4, 2)]))
+    assert ids(api) == [1, 2, 3, 4] and route.call_count == 2
+
+
+def test_empty_last_page(api, respx_mock):
+    # total promises a third page that turns out empty (rows deleted while we read)
+    route = respx_mock.get(BASE + "orders").mock(side_effect=paged([([{"id": 1}, {"id": 2}], 6, 2),
+                                                                     ([{"id": 3}, {"id": 4}], 6, 2)]))
+    assert ids(api) == [1, 2, 3, 4] and route.call_count == 3
+
+
+def test_empty_first_page(api, respx_mock):
+    respx_mock.get(BASE + "orders").respond(json={"data": []})
+    assert ids(api) == []
+
+
+def test_total_growing_while_paging(api, respx_mock):
+    route = respx_mock.get(BASE + "orders").mock(side_effect=paged([
+        ([{"id": 1}, {"id": 2}], 3, 2), ([{"id": 3}, {"id": 4}], 5, 2), ([{"id": 5}], 5, 2)]))
+    assert ids(api) == [1, 2, 3, 4, 5] and route.call_count == 3
+
+
+def test_server_ignoring_per_page(api, respx_mock):
+    # we ask 2 a page; the server sends 3 and says so in paging.perPage
+    route = respx_mock.get(BASE + "orders").mock(side_effect=paged([
+        ([{"id": 1}, {"id": 2}, {"id": 3}], 5, 3), ([{"id": 4}, {"id": 5}], 5, 3)]))
+    assert ids(api) == [1, 2, 3, 4, 5] and route.call_count == 2
+
+
+def test_without_paging_block_reads_until_a_short_page(api, respx_mock):
+    route = respx_mock.get(BASE + "orders").mock(side_effect=paged([
+        ([{"id": 1}, {"id": 2}], None, 2), ([{"id": 3}], None, 2)]))
+    assert ids(api) == [1, 2, 3] and route.call_count == 2
+
+
+def test_server_ignoring_page_is_an_error_not_a_loop(api, respx_mock):
+    respx_mock.get(BASE + "orders").respond(json={"data": [{"id": 1}, {"id": 2}],
+                                                  "paging": {"perPage": 2, "currentPage": 1, "total": 10}})
+    with pytest.raises(QTicketsError, match="ignores `page`"):
+        ids(api)
+
+
+def test_pages_are_lazy(api, respx_mock):
+    route = respx_mock.get(BASE + "orders").mock(side_effect=paged([([{"id": i}, {"id": i + 1}], 100, 2)
+                                                                     for i in range(1, 100, 2)]))
+    pages = api.pages("orders")
+    next(pages)
+    next(pages)
+    assert route.call_count == 2
+    pages.close()
+
+
+def test_bounded_concurrency_keeps_order(sleeps, respx_mock):
+    in_flight, peak, lock = [0], [0], threading.Lock()
+    pages = [([{"id": 2 * n + 1}, {"id": 2 * n + 2}], 20, 2) for n in range(10)]
+    serve = paged(pages)
+
+    def answer(request):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.02)
+        with lock:
+            in_flight[0] -= 1
+        return serve(request)
+    respx_mock.get(BASE + "orders").mock(side_effect=answer)
+    with QTicketsClient(BASE, TOKEN, sleep=sleeps, per_page=2, concurrency=3) as api:
+        assert ids(api) == list(range(1, 21))
+    assert 2 <= peak[0] <= 3
+
+
+# -- filtering and records ----------------------------------------------------------------------------
+
+
+def test_refilters_when_the_server_ignores_where(api, respx_mock):
+    day = datetime(2026, 11, 20, tzinfo=MSK)
+    rows = [order(1, "2026-11-19T23:59:59+03:00"), order(2, "2026-11-20T00:00:00+03:00"),
+            order(3, "2026-11-20T23:59:59+03:00"), order(4, "2026-11-21T00:00:00+03:00")]
+    respx_mock.get(BASE + "orders").mock(side_effect=paged([(rows[:2], 4, 2), (rows[2:], 4, 2)]))
+    got = [o.id for o in api.orders_between("created_at", day, day + timedelta(days=1))]
+    assert got == [2, 3]
+    assert wall_time(day) == "2026-11-20 00:00:00"
+
+
+def test_a_row_seen_twice_across_pages_is_yielded_once(api, respx_mock):
+    respx_mock.get(BASE + "orders").mock(side_effect=paged([([order(1), order(2)], 4, 2),
+                                                            ([order(2), order(3)], 4, 2)]))
+    assert [o.id for o in api.orders()] == [1, 2, 3]
+
+
+def test_malformed_record_names_id_and_field_and_keeps_the_page(respx_mock, tmp_path, sleeps):
+    bad = order(7)
+    bad["baskets"][0]["price"] = "lots"
+    respx_mock.get(BASE + "orders").mock(side_effect=paged([([order(6), bad], 2, 2)]))
+    with QTicketsClient(BASE, TOKEN, sleep=sleeps, per_page=2, rejects_dir=tmp_path / "rejects") as api:
+        with pytest.raises(RecordError) as raised:
+            list(api.orders())
+    message = str(raised.value)
+    assert "Order id=7" in message and "baskets[id=70].price" in message
+    kept = list((tmp_path / "rejects").glob("*.json"))
+    assert len(kept) == 1 and str(kept[0]) in message
+    assert json.loads(kept[0].read_text())["data"][1]["baskets"][0]["price"] == "lots"
+
+
+def test_naive_timestamp_is_rejected(api, respx_mock):
+    naive = order(8, "2026-11-20T10:00:00")
+    respx_mock.get(BASE + "orders").mock(side_effect=paged([([naive], 1, 2)]))
+    with pytest.raises(RecordError, match=r"Order id=8: .*created_at: Value error, timestamp has no UTC"):
+        list(api.orders())
+
+
+def test_orders_by_ids_and_after(api, respx_mock):
+    served = [order(i) for i in (3, 5, 8, 9)]
+
+    respx_mock.get(BASE + "orders").respond(200, json={  # a server that ignores `where`
+        "data": served, "paging": {"perPage": 4, "currentPage": 1, "total": 4}})
+    assert [o.id for o in api.orders_by_ids([9, 5])] == [5, 9]
+    assert [o.id for o in api.orders_after(5)] == [8, 9]
