@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from ..partitions import daily_partitions
-from ..qtickets.models import Event, Show
+from ..qtickets.client import current_shows
 from ..qtickets.resource import QTicketsResource
 from ..transform import event_rows, inventory_rows, order_rows
 from ..warehouse.io_manager import KEY, SCOPE_COLUMN, WINDOW_COLUMN, Rows
@@ -46,13 +46,6 @@ def stg_qtickets_api_events_raw(context: dg.AssetExecutionContext, qtickets: QTi
     return event_rows(sorted(events, key=lambda e: e.id))
 
 
-def polled(event: Event, show: Show, now: datetime) -> bool:
-    """Seats are polled (one call per show) only for live shows that are on sale or still to come."""
-    if event.deleted_at is not None or show.deleted_at is not None:
-        return False
-    return show.is_active or (show.start_date is not None and show.start_date > now)
-
-
 @dg.asset(
     io_manager_key="clickhouse_io",
     group_name="qtickets_staging",
@@ -64,7 +57,8 @@ def stg_qtickets_api_inventory_raw(context: dg.AssetExecutionContext, qtickets: 
     """Seat/offer counters (capacity, free, ordered, paid) of every active or future show, now."""
     now = datetime.now(UTC)
     with qtickets.get_client() as client:
-        shows = [(e.id, s.id) for e in client.events() for s in e.shows if polled(e, s, now)]
-        snapshot = [(event_id, show_id, client.show_seats(show_id)) for event_id, show_id in sorted(shows)]
+        # One call per show: only live shows that are on sale or still to start.
+        shows = sorted((event.id, show.id) for event, show in current_shows(client.events(), now))
+        snapshot = [(event_id, show_id, client.show_seats(show_id)) for event_id, show_id in shows]
     context.log.info(f"{len(snapshot)} shows polled")
     return inventory_rows(snapshot, snapshot_at=now)

@@ -1,0 +1,175 @@
+"""The whole graph over 30 days of the sandbox account, in one run, against the sandbox's ground truth.
+
+Every fact, dimension and inventory row must equal what the sandbox says it sold, listed and holds as of
+the frozen clock; every asset check must pass; the BI views must agree with the facts.
+"""
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import dagster as dg
+import pytest
+
+from qtickets_assets.assets import checks, marts, raw, views
+from qtickets_assets.qtickets.resource import QTicketsResource
+from tests.conftest import AS_OF, OPENED_ON
+
+ASSETS = dg.load_assets_from_modules([raw, marts, views])
+CHECKS = dg.load_asset_checks_from_modules([checks])
+LAST = AS_OF.date() - timedelta(days=1)
+FIRST = LAST - timedelta(days=29)
+
+
+def run_range(resources, first: date, last: date, selection=None) -> dg.ExecuteInProcessResult:
+    result = dg.materialize(
+        [*ASSETS, *CHECKS],
+        resources=resources,
+        selection=selection,
+        tags={
+            "dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat(),
+        },
+    )
+    assert result.success
+    return result
+
+
+def query(clickhouse, sql: str, **parameters) -> list[tuple]:
+    with clickhouse.get_client() as client:
+        return client.query(sql, parameters=parameters).result_rows
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    """One 30-day run shared by the tests of this module (it is the expensive part)."""
+    from qtickets_assets.warehouse.io_manager import ClickHouseIOManager
+    from qtickets_assets.warehouse.resource import ClickHouseResource
+
+    clickhouse = ClickHouseResource(
+        dsn=f"chdb://{tmp_path_factory.mktemp('wh') / 'clickhouse'}", lock_timeout_s=5
+    )
+    qtickets = QTicketsResource(sandbox_opened_on=OPENED_ON, sandbox_as_of=AS_OF.isoformat())
+    resources = {
+        "clickhouse": clickhouse,
+        "clickhouse_io": ClickHouseIOManager(clickhouse=clickhouse),
+        "qtickets": qtickets,
+    }
+    result = run_range(resources, FIRST, LAST)
+    return clickhouse, qtickets.sandbox(), result
+
+
+def test_every_fact_row_equals_the_sandbox_truth(warehouse):
+    clickhouse, sandbox, _ = warehouse
+    rows = query(
+        clickhouse,
+        "SELECT sales_date, event_id, show_id, tickets_sold, revenue, orders_count, "
+        "refunded_tickets, refunds_amount FROM fact_qtickets_sales_daily FINAL",
+    )
+    got = {tuple(r[:3]): tuple(r[3:]) for r in rows}
+    want = {
+        key: (v["tickets_sold"], v["revenue"], v["orders_count"], v["refunded_tickets"], v["refunds_amount"])
+        for key, v in sandbox.expected_sales_daily(AS_OF).items()
+        if FIRST <= key[0] <= LAST
+    }
+    assert len({k[0] for k in want}) == 30 and sum(v[0] for v in want.values()) > 3000
+    assert sum(v[2] for v in want.values()) > 0 and sum(v[3] for v in want.values()) > 0  # refunds exist
+    assert got == want
+
+
+def test_every_dim_row_equals_the_sandbox_truth(warehouse):
+    clickhouse, sandbox, _ = warehouse
+    rows = query(
+        clickhouse,
+        "SELECT event_id, show_id, event_name, city, city_timezone, venue, show_start_at, "
+        "show_finish_at, is_active, is_deleted FROM dim_events FINAL",
+    )
+    got = {(r[0], r[1]): (r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), bool(r[9])) for r in rows}
+    want = {
+        key: (
+            v["event_name"],
+            v["city"],
+            v["city_timezone"],
+            v["venue"],
+            v["show_start_at"],
+            v["show_finish_at"],
+            bool(v["is_active"]),
+            bool(v["is_deleted"]),
+        )
+        for key, v in sandbox.expected_dim_events(AS_OF).items()
+    }
+    assert any(v[7] for v in want.values()), "no soft-deleted event: the test would prove less"
+    assert {v[2] for v in want.values()} >= {"Europe/Moscow", "Asia/Novosibirsk"}
+    assert got == want
+
+
+def test_every_inventory_row_equals_the_sandbox_truth(warehouse):
+    clickhouse, sandbox, _ = warehouse
+    rows = query(
+        clickhouse,
+        "SELECT show_id, event_id, capacity, free_seats, sold_seats "
+        "FROM fact_qtickets_inventory_latest FINAL",
+    )
+    got = {r[0]: {"event_id": r[1], "capacity": r[2], "free_seats": r[3], "sold_seats": r[4]} for r in rows}
+    want = sandbox.expected_inventory(AS_OF)
+    assert len(want) > 5 and any(v["sold_seats"] for v in want.values())
+    assert got == want
+
+
+def test_soft_deleted_event_keeps_its_sales_history(warehouse):
+    clickhouse, sandbox, _ = warehouse
+    deleted = {e for (e, _), v in sandbox.expected_dim_events(AS_OF).items() if v["is_deleted"]}
+    sold = query(
+        clickhouse,
+        "SELECT event_id, sum(tickets_sold) FROM fact_qtickets_sales_daily FINAL "
+        "WHERE event_id IN {ids:Array(UInt64)} GROUP BY event_id",
+        ids=sorted(deleted),
+    )
+    assert sold and all(tickets > 0 for _, tickets in sold)
+    listed = query(
+        clickhouse,
+        "SELECT event_id, tickets_sold_total FROM v_sales_latest WHERE event_id IN {ids:Array(UInt64)}",
+        ids=sorted(deleted),
+    )
+    assert sorted(listed) == sorted(sold)
+
+
+def test_v_sales_latest_agrees_with_facts_and_inventory(warehouse):
+    clickhouse, sandbox, _ = warehouse
+    view = {
+        r[0]: r[1:]
+        for r in query(
+            clickhouse,
+            "SELECT event_id, event_name, tickets_sold_total, revenue_total, capacity, free_seats "
+            "FROM v_sales_latest",
+        )
+    }
+    names = {e: v["event_name"] for (e, _), v in sandbox.expected_dim_events(AS_OF).items()}
+    totals: dict[int, list] = {}
+    for (sales_date, event, _show), v in sandbox.expected_sales_daily(AS_OF).items():
+        if FIRST <= sales_date <= LAST:
+            row = totals.setdefault(event, [0, Decimal(0)])
+            row[0] += v["tickets_sold"]
+            row[1] += v["revenue"]
+    inventory: dict[int, list] = {}
+    for v in sandbox.expected_inventory(AS_OF).values():
+        row = inventory.setdefault(v["event_id"], [0, 0])
+        row[0] += v["capacity"]
+        row[1] += v["free_seats"]
+    assert set(view) == set(totals) | set(inventory)
+    for event, (name, tickets, revenue, capacity, free) in view.items():
+        assert name == names[event]
+        assert (tickets, revenue) == tuple(totals.get(event, (0, Decimal(0))))
+        assert (capacity, free) == tuple(inventory.get(event, (0, 0)))
+
+
+def test_every_check_passed_and_reported(warehouse):
+    _, _, result = warehouse
+    evaluations = result.get_asset_check_evaluations()
+    assert {(e.asset_key.path[-1], e.check_name) for e in evaluations} == {
+        (c.asset_key.path[-1], c.name) for d in CHECKS for c in d.check_keys
+    }
+    assert all(e.passed for e in evaluations), [e for e in evaluations if not e.passed]
+    staged = result.asset_materializations_for_node("stg_qtickets_api_orders_raw")
+    assert (
+        len(staged) == 30 and len(result.asset_materializations_for_node("fact_qtickets_sales_daily")) == 30
+    )
