@@ -48,7 +48,8 @@ def warehouse(tmp_path_factory):
     clickhouse = ClickHouseResource(
         dsn=f"chdb://{tmp_path_factory.mktemp('wh') / 'clickhouse'}", lock_timeout_s=5
     )
-    qtickets = QTicketsResource(sandbox_opened_on=OPENED_ON, sandbox_as_of=AS_OF.isoformat())
+    # Big pages: the sandbox renders the account per page request, and 30 days are ~3600 orders.
+    qtickets = QTicketsResource(sandbox_opened_on=OPENED_ON, sandbox_as_of=AS_OF.isoformat(), per_page=1000)
     resources = {
         "clickhouse": clickhouse,
         "clickhouse_io": ClickHouseIOManager(clickhouse=clickhouse),
