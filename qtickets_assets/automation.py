@@ -1,6 +1,178 @@
-"""Schedules, freshness policies, alert and run-status sensors (see issue: operations)."""
+"""Schedules, freshness policy, alert sensors.
+
+- `qtickets_refresh` every 15 minutes (Moscow): ONE run over the partition range yesterday...today of the
+  daily assets (they take a range in one run: BackfillPolicy.single_run) plus every unpartitioned asset
+  (events, inventory, dims, views) and everything downstream. The job selects the whole graph, so new
+  assets join it without an edit here.
+- `qtickets_reconcile` once a day: the same graph over the last QTICKETS_RECONCILE_DAYS days. A refund
+  counts on the order's original sales date and does not bump `order.updated_at`, so old partitions
+  change without any signal; the daily pass brings them back in line.
+- Freshness: the policy is applied in definitions.py (once, over the asset specs) and evaluated by the
+  daemon; `freshness_alerts` turns state changes into notifications (open-source Dagster has no alerts).
+- `run_failure_alerts`: every failed run, through the same notifier.
+Sensors and schedules only read the Dagster instance and call webhooks: they never open the warehouse.
+"""
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-schedules: list[dg.ScheduleDefinition] = []
-sensors: list[dg.SensorDefinition] = []
+from .notify import Alert, Notifier, NotifyError
+from .partitions import TIMEZONE, daily_partitions
+from .runs import RANGE_END, RANGE_START, partition_range, root_error, scrub_secrets
+from .settings import get_settings
+
+FRESHNESS_POLICY = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=2), warn_window=timedelta(hours=1)
+)
+MOSCOW = ZoneInfo(TIMEZONE)
+FRESH_ASSETS = frozenset({"fact_qtickets_sales_daily", "fact_qtickets_inventory_latest",
+                          "stg_qtickets_api_inventory_raw"})
+
+
+def with_freshness_policy(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """For Definitions.map_asset_specs: the facts and the inventory must be at most 2 hours old."""
+    if spec.key.to_user_string() in FRESH_ASSETS:
+        return dg.apply_freshness_policy(spec, FRESHNESS_POLICY)
+    return spec
+
+
+refresh_job = dg.define_asset_job(
+    "qtickets_refresh", selection=dg.AssetSelection.all(),
+    description="Today's and yesterday's orders and sales, events, inventory and everything downstream.",
+)
+reconcile_job = dg.define_asset_job(
+    "qtickets_reconcile", selection=dg.AssetSelection.all(),
+    description="The whole graph over the last QTICKETS_RECONCILE_DAYS days (late refunds of old sales).",
+)
+
+
+def day_range(first: datetime, last: datetime) -> dg.PartitionKeyRange:
+    """Daily partition keys (Moscow days) from `first` to `last`, clipped to the first partition."""
+    start = max(first.astimezone(MOSCOW).date(), daily_partitions.start.date())
+    end = last.astimezone(MOSCOW).date()
+    return dg.PartitionKeyRange(start.isoformat(), max(start, end).isoformat())
+
+
+def range_request(keys: dg.PartitionKeyRange, **tags: str) -> dg.RunRequest:
+    # A job that mixes daily and unpartitioned assets runs a key range in one run through these tags.
+    return dg.RunRequest(tags={RANGE_START: keys.start, RANGE_END: keys.end, **tags})
+
+
+def _pending(context: dg.ScheduleEvaluationContext, job_name: str) -> dg.SkipReason | None:
+    """Do not stack ticks behind a long run (e.g. a backfill): one queued run of the job is enough."""
+    waiting = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
+    queued = context.instance.get_runs(dg.RunsFilter(job_name=job_name, statuses=waiting), limit=1)
+    if queued:
+        return dg.SkipReason(f"run {queued[0].run_id} of {job_name} is still queued; this tick waits for it")
+    return None
+
+
+@dg.schedule(job=refresh_job, cron_schedule="*/15 * * * *", execution_timezone=TIMEZONE,
+             default_status=dg.DefaultScheduleStatus.RUNNING)
+def every_15_minutes(context: dg.ScheduleEvaluationContext):
+    """Yesterday's and today's Moscow partitions (a late payment or a refund of yesterday's order)."""
+    now = context.scheduled_execution_time
+    return _pending(context, refresh_job.name) or range_request(
+        day_range(now - timedelta(days=1), now), **{"qtickets/trigger": "schedule"}
+    )
+
+
+@dg.schedule(job=reconcile_job, cron_schedule="40 4 * * *", execution_timezone=TIMEZONE,
+             default_status=dg.DefaultScheduleStatus.RUNNING)
+def daily_reconcile(context: dg.ScheduleEvaluationContext):
+    """The last QTICKETS_RECONCILE_DAYS Moscow days, once a day at 04:40 (a quiet hour for sales)."""
+    now = context.scheduled_execution_time
+    days = get_settings().qtickets_reconcile_days
+    return _pending(context, reconcile_job.name) or range_request(
+        day_range(now - timedelta(days=days - 1), now), **{"qtickets/trigger": "reconcile"}
+    )
+
+
+# --- alerts --------------------------------------------------------------------------------------------
+
+PROBLEMS = {"WARN": "warning", "FAIL": "critical"}
+
+
+def freshness_changes(previous: Mapping[str, str], current: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """asset -> (before, now) for the state changes worth an alert: into WARN or FAIL, and back to PASS
+    from WARN or FAIL ("recovered"). An unchanged state, a first PASS and UNKNOWN (never materialized)
+    alert nobody."""
+    changes = {}
+    for asset, state in current.items():
+        before = previous.get(asset, "UNKNOWN")
+        if state == before:
+            continue
+        if state in PROBLEMS or (state == "PASS" and before in PROBLEMS):
+            changes[asset] = (before, state)
+    return changes
+
+
+def _age(instance: dg.DagsterInstance, key: dg.AssetKey, now: float) -> str:
+    event = instance.get_latest_materialization_event(key)
+    if event is None:
+        return "never materialized"
+    minutes = int((now - event.timestamp) // 60)
+    return f"last materialized {minutes // 60}h {minutes % 60:02d}m ago"
+
+
+def freshness_alert(asset: str, before: str, state: str, age: str, ui_url: str) -> Alert:
+    window = f"warn after {FRESHNESS_POLICY.warn_window.to_timedelta()}, " \
+             f"fail after {FRESHNESS_POLICY.fail_window.to_timedelta()}"
+    if state == "PASS":
+        title, severity = f"{asset} is fresh again", "ok"
+    else:
+        title, severity = f"{asset} is stale ({state})", PROBLEMS[state]
+    return Alert(kind="freshness", severity=severity, title=title, text=f"{age}; {window}",
+                 fields={"asset": asset, "state": state, "previous_state": before},
+                 url=f"{ui_url.rstrip('/')}/assets/{asset}" if ui_url else "")
+
+
+@dg.sensor(
+    name="freshness_alerts", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Freshness state changes (warn, fail, recovered) of the facts and inventory -> alerts.",
+)
+def freshness_alerts(context: dg.SensorEvaluationContext, notifier: Notifier):
+    keys = [node.key for node in context.repository_def.asset_graph.asset_nodes if node.freshness_policy]
+    records = context.instance.get_freshness_state_records(keys)
+    current = {key.to_user_string(): record.freshness_state.value for key, record in records.items()}
+    seen = json.loads(context.cursor) if context.cursor else {}
+    now = datetime.now(UTC).timestamp()
+    undelivered = []
+    for asset, (before, state) in sorted(freshness_changes(seen, current).items()):
+        age = _age(context.instance, dg.AssetKey.from_user_string(asset), now)
+        alert = freshness_alert(asset, before, state, age, notifier.ui_url)
+        try:
+            notifier.send(alert)
+        except NotifyError as error:
+            undelivered.append(f"{asset}: {error}")
+            del current[asset]  # remember the old state, so that the next evaluation retries
+        else:
+            context.log.info(f"alert sent: {alert.title}")
+    context.update_cursor(json.dumps({**seen, **current}, sort_keys=True))
+    if undelivered:
+        return dg.SkipReason("; ".join(undelivered))
+    return dg.SkipReason("no freshness change to report")
+
+
+@dg.run_failure_sensor(name="run_failure_alerts", default_status=dg.DefaultSensorStatus.RUNNING,
+                       description="Every failed run -> an alert with the failed steps' errors.")
+def run_failure_alerts(context: dg.RunFailureSensorContext, notifier: Notifier):
+    run = context.dagster_run
+    errors = [f"{event.step_key}: {root_error(event.step_failure_data.error)}"
+              for event in context.get_step_failure_events() if event.step_failure_data.error]
+    text = scrub_secrets("\n".join(errors) or context.failure_event.message or "run failed")
+    alert = Alert(
+        kind="run_failure", severity="critical", title=f"run of {run.job_name} failed",
+        text=text[:1500], fields={"run_id": run.run_id, "partitions": partition_range(run.tags) or "-"},
+        url=f"{notifier.ui_url.rstrip('/')}/runs/{run.run_id}" if notifier.ui_url else "",
+    )
+    notifier.send(alert)  # NotifyError: the sensor fails and re-evaluates this run next time
+
+
+schedules: list[dg.ScheduleDefinition] = [every_15_minutes, daily_reconcile]
+sensors: list[dg.SensorDefinition] = [freshness_alerts, run_failure_alerts]
+jobs = [refresh_job, reconcile_job]

@@ -68,6 +68,21 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_load(args: argparse.Namespace) -> int:
+    """The asset graph, in this process, over the Moscow days covering the last N hours."""
+    from .loader import configure_logging, load
+
+    configure_logging(args.verbose)
+    return load(get_settings(), args.since_hours, dry_run=args.dry_run, verbose=args.verbose)
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from .loader import configure_logging, health_check
+
+    configure_logging(False)
+    return health_check(get_settings(), args.wait_s)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qtickets-assets", description=__doc__)
     parser.add_argument("--envfile", help=f"env file with settings (also {ENV_FILE_VAR})")
@@ -93,6 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated subset of 429,429-retry-after,502,503,504,slow,"
                             "truncated,html200 (default: all)")
     serve.set_defaults(func=cmd_sandbox_serve)
+
+    load = commands.add_parser("load", help="materialize the asset graph for the last N hours, in-process")
+    load.add_argument("--since-hours", type=float, default=24.0,
+                      help="load the Moscow days that cover the last N hours (default 24: yesterday, today)")
+    load.add_argument("--dry-run", action="store_true", help="fetch, validate and transform; write nothing")
+    load.add_argument("--verbose", action="store_true", help="Dagster's event log and INFO logs on stderr")
+    load.add_argument("--envfile", default=argparse.SUPPRESS, help="env file (same as the global option)")
+    load.set_defaults(func=cmd_load)
+
+    check = commands.add_parser("health", help="JSON health report; exit 1 if facts are over 2 h old")
+    check.add_argument("--wait-s", type=float, default=30.0,
+                       help="embedded: wait this long for a run holding the warehouse (then exit 3)")
+    check.set_defaults(func=cmd_health)
     return parser
 
 

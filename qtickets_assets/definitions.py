@@ -10,18 +10,20 @@ import dagster as dg
 
 from . import automation
 from .assets import checks, marts, raw, views
+from .notify import Notifier
 from .qtickets.resource import QTicketsResource
+from .runs import RunRecordingClickHouseResource, record_sensors
 from .settings import Settings, get_settings
 from .warehouse.io_manager import ClickHouseIOManager
-from .warehouse.resource import ClickHouseResource
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
-    clickhouse = ClickHouseResource(
+    clickhouse = RunRecordingClickHouseResource(
         # A server DSN may carry a password: pass it as an EnvVar so it never shows in the UI.
         dsn=dg.EnvVar("CLICKHOUSE_DSN") if settings.clickhouse_dsn else settings.resolved_clickhouse_dsn,
         database=settings.clickhouse_database,
         lock_timeout_s=settings.clickhouse_lock_timeout_s,
+        record_runs=settings.embedded,  # meta_job_runs from the run's own process; server: record_sensors
         cluster=settings.clickhouse_cluster or "",
         compress=settings.clickhouse_compress,
         connect_timeout_s=settings.clickhouse_connect_timeout_s,
@@ -39,15 +41,35 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "clickhouse": clickhouse,
         "clickhouse_io": ClickHouseIOManager(clickhouse=clickhouse),
         "qtickets": qtickets,
+        "notifier": build_notifier(settings),
     }
+
+
+def build_notifier(settings: Settings) -> Notifier:
+    # Secrets travel as EnvVars: the UI shows the variable's name, never its value.
+    def secret(name: str, value: object) -> object:
+        return dg.EnvVar(name) if value else ""
+
+    return Notifier(
+        webhook_url=secret("ALERT_WEBHOOK_URL", settings.alert_webhook_url),
+        telegram_bot_token=secret("ALERT_TELEGRAM_BOT_TOKEN", settings.alert_telegram_bot_token),
+        telegram_chat_id=settings.alert_telegram_chat_id or "",
+        slack_webhook_url=secret("ALERT_SLACK_WEBHOOK_URL", settings.alert_slack_webhook_url),
+        ui_url=settings.dagster_ui_url,
+    )
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([raw, marts, views]),
+        # Freshness policies are applied here, once, over the asset specs.
+        assets=dg.map_asset_specs(
+            automation.with_freshness_policy, dg.load_assets_from_modules([raw, marts, views])
+        ),
         asset_checks=dg.load_asset_checks_from_modules([checks]),
+        jobs=automation.jobs,
         schedules=automation.schedules,
-        sensors=automation.sensors,
+        # The daemon must not open chDB: in embedded mode each run records itself (runs.py).
+        sensors=automation.sensors + ([] if settings.embedded else record_sensors),
         resources=build_resources(settings),
         executor=dg.in_process_executor if settings.embedded else dg.multiprocess_executor,
     )

@@ -59,6 +59,16 @@ class Settings(BaseSettings):
         300.0, gt=0, description="Server mode: HTTP read timeout of one request (long INSERT ... SELECT)."
     )
 
+    # Operations (automation.py, notify.py): alert backends are all optional; URLs and tokens are secrets.
+    alert_webhook_url: SecretStr | None = Field(None, description="Generic JSON webhook for alerts.")
+    alert_telegram_bot_token: SecretStr | None = Field(None, description="Telegram bot token for alerts.")
+    alert_telegram_chat_id: str | None = Field(None, description="Telegram chat id that receives alerts.")
+    alert_slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook for alerts.")
+    dagster_ui_url: str = Field("http://127.0.0.1:3000", description="Links to runs and assets in alerts.")
+    qtickets_reconcile_days: int = Field(
+        30, ge=1, description="Daily reconcile: re-materialize this many Moscow days (late refunds)."
+    )
+
     @field_validator("clickhouse_dsn")
     @classmethod
     def _dsn_scheme(cls, value: str | None) -> str | None:
@@ -143,4 +153,6 @@ def get_settings() -> Settings:
         raise SettingsError("QTICKETS_API_TOKEN: required when QTICKETS_API_BASE_URL is set")
     if settings.clickhouse_cluster and settings.embedded:
         raise SettingsError("CLICKHOUSE_CLUSTER: needs a server CLICKHOUSE_DSN (http:// or https://)")
+    if settings.alert_telegram_bot_token and not settings.alert_telegram_chat_id:
+        raise SettingsError("ALERT_TELEGRAM_CHAT_ID: required when ALERT_TELEGRAM_BOT_TOKEN is set")
     return settings

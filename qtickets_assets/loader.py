@@ -1,0 +1,100 @@
+"""`qtickets-assets load` and `health`: the old loader script and healthcheck, on the asset graph.
+
+`load` runs the same job as the 15-minute schedule, in this process, over the Moscow days that cover the
+last N hours. In embedded mode it shares the engine's lock with Dagster's runs: while another process holds
+the warehouse it waits, saying so, instead of failing.
+"""
+
+import json
+import logging
+import os
+import sys
+import warnings
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from .automation import day_range, refresh_job
+from .runs import RANGE_END, RANGE_START, health, run_row
+from .settings import Settings
+from .warehouse.engine import EngineBusyError
+
+EXIT_OK, EXIT_FAILED, EXIT_UNKNOWN = 0, 1, 3
+
+
+def source_now(settings: Settings) -> datetime:
+    """The source's clock: a frozen sandbox (replays, demos) loads around its own instant."""
+    if settings.uses_sandbox and settings.qtickets_sandbox_as_of is not None:
+        return settings.qtickets_sandbox_as_of
+    return datetime.now(UTC)
+
+
+def _instance() -> dg.DagsterInstance:
+    # With DAGSTER_HOME the run is recorded where the UI and the freshness daemon see it.
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+
+
+class DryRunIOManager(dg.IOManager):
+    """Counts what the staging assets would write, and writes nothing."""
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        context.add_output_metadata({"dagster/row_count": len(obj)})
+
+    def load_input(self, context: dg.InputContext):
+        raise NotImplementedError("a dry run does not read the warehouse")
+
+
+def load(settings: Settings, since_hours: float, dry_run: bool = False, verbose: bool = False) -> int:
+    from . import definitions  # imported late: it builds resources from the settings
+    from .assets import raw
+
+    now = source_now(settings)
+    keys = day_range(now - timedelta(hours=since_hours), now)
+    tags = {RANGE_START: keys.start, RANGE_END: keys.end, "qtickets/trigger": "cli"}
+    level = "DEBUG" if verbose else "WARNING"
+    run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
+    resources = definitions.build_resources(settings)
+    with _instance() as instance:
+        if dry_run:
+            # Fetch, validate (pydantic models) and transform the staging rows; no warehouse at all.
+            result = dg.materialize(
+                dg.load_assets_from_modules([raw]), instance=instance, tags=tags, run_config=run_config,
+                resources={"qtickets": resources["qtickets"], "clickhouse_io": DryRunIOManager()},
+                raise_on_error=False,
+            )
+        else:
+            job = definitions.build_definitions(settings).resolve_job_def(refresh_job.name)
+            result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config,
+                                            raise_on_error=False)
+        row = run_row(instance, result.run_id, finished=True)
+    summary = {"run_id": row["run_id"], "job": row["job_name"], "dry_run": dry_run,
+               "partitions": row["partition_range"], "status": row["status"], "rows": row["rows"]}
+    if row["error"]:
+        summary["error"] = row["error"]
+    print(json.dumps(summary, ensure_ascii=False, sort_keys=True))
+    return EXIT_OK if result.success else EXIT_FAILED
+
+
+def health_check(settings: Settings, wait_s: float) -> int:
+    """Print the health report as JSON; 0 healthy, 1 facts older than 2 hours (or missing), 3 unknown."""
+    from .definitions import build_resources
+
+    quick = settings.model_copy(update={"clickhouse_lock_timeout_s": wait_s})
+    try:
+        # build_resources resolves EnvVar fields (a server DSN's password) as a run would.
+        with dg.build_resources({"clickhouse": build_resources(quick)["clickhouse"]}) as resources:
+            report = health(resources.clickhouse)
+    except EngineBusyError as error:
+        print(json.dumps({"healthy": None, "error": str(error)}))
+        return EXIT_UNKNOWN
+    print(json.dumps(report, ensure_ascii=False, sort_keys=True))
+    return EXIT_OK if report["healthy"] else EXIT_FAILED
+
+
+def configure_logging(verbose: bool) -> None:
+    """Warnings (e.g. 'waiting: another process holds …') always reach stderr; --verbose adds INFO."""
+    if not verbose:  # Dagster's API-maturity notes are for developers, not for the operator's terminal
+        warnings.filterwarnings("ignore", category=dg.BetaWarning)
+        warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

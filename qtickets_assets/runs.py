@@ -1,0 +1,164 @@
+"""`meta_job_runs`: one row per Dagster run, and the health report that outside monitors read.
+
+Who writes the row depends on the engine (chDB lets only the run's own process open the warehouse):
+- embedded: the run's `clickhouse` resource, when the run tears its resources down. With the in-process
+  executor resources are set up once per run, so teardown is the run's end, in the run's process; it still
+  runs when a step failed. The row is built from the instance's event log of the run.
+- server: run-status sensors (ok and failed) in the daemon, which also see runs that died without teardown.
+A re-recorded run replaces its row (`ReplacingMergeTree(_ver)` ordered by job and run id).
+"""
+
+import os
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+from pydantic import Field
+
+from .notify import scrub
+from .warehouse.engine import INSERT_SETTINGS
+from .warehouse.resource import ClickHouseResource
+
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+ROW_COUNT = "dagster/row_count"
+MAX_ERROR_CHARS = 4000
+# Environment variables whose values must never reach meta_job_runs or an alert.
+SECRET_ENV = ("QTICKETS_API_TOKEN", "CLICKHOUSE_DSN", "ALERT_WEBHOOK_URL", "ALERT_TELEGRAM_BOT_TOKEN",
+              "ALERT_SLACK_WEBHOOK_URL")
+FACTS = ("fact_qtickets_sales_daily", "fact_qtickets_inventory_latest")
+MAX_FACT_AGE = timedelta(hours=2)  # the old /healthz/qtickets_api rule, also the freshness fail window
+
+
+def scrub_secrets(text: str) -> str:
+    return scrub(text, [os.environ.get(name, "") for name in SECRET_ENV])
+
+
+def root_error(error) -> str:
+    """The innermost cause of a Dagster error (the user's exception, not Dagster's wrapper)."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
+
+
+def partition_range(tags: Mapping[str, str]) -> str:
+    if RANGE_START in tags:
+        return f"{tags[RANGE_START]}...{tags[RANGE_END]}"
+    return tags.get("dagster/partition", "")
+
+
+def run_row(instance: dg.DagsterInstance, run_id: str, *, finished: bool) -> dict:
+    """The meta_job_runs row of a run, from its run record and event log.
+
+    `finished=False` means the run is still ending (resource teardown): its status is derived from the
+    step failures so far and `finished_at` is now.
+    """
+    record = instance.get_run_record_by_id(run_id)
+    run = record.dagster_run
+    events = instance.get_records_for_run(
+        run_id,
+        of_type={dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.STEP_FAILURE,
+                 dg.DagsterEventType.RUN_FAILURE},
+    ).records
+    rows: dict[str, int] = {}
+    errors: list[str] = []
+    for entry in (event.event_log_entry for event in events):
+        event = entry.dagster_event
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            count = event.step_materialization_data.materialization.metadata.get(ROW_COUNT)
+            if count is not None:
+                # A single-run partition range repeats the whole write's count on every partition.
+                name = event.asset_key.to_user_string()
+                rows[name] = max(rows.get(name, 0), int(count.value))
+        elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            error = event.step_failure_data.error
+            errors.append(f"{event.step_key}: {root_error(error) if error else entry.message}")
+        elif not errors:  # a run failure without step failures (e.g. the run worker died)
+            errors.append(entry.message or "run failed")
+    failed = bool(errors) or run.status == dg.DagsterRunStatus.FAILURE
+    now = time.time()
+    return {
+        "run_id": run_id,
+        "job_name": run.job_name,
+        "started_at": datetime.fromtimestamp(record.start_time or record.create_timestamp.timestamp(), UTC),
+        "finished_at": datetime.fromtimestamp(record.end_time if finished and record.end_time else now, UTC),
+        "status": "failed" if failed else "ok",
+        "partition_range": partition_range(run.tags),
+        "rows": rows,
+        "error": scrub_secrets("\n".join(errors))[:MAX_ERROR_CHARS],
+        "_ver": time.time_ns(),
+    }
+
+
+def record_run(clickhouse: ClickHouseResource, instance: dg.DagsterInstance, run_id: str, *,
+               finished: bool) -> dict:
+    row = run_row(instance, run_id, finished=finished)
+    with clickhouse.get_client() as client:
+        client.insert("meta_job_runs", [list(row.values())], column_names=list(row), settings=INSERT_SETTINGS)
+    return row
+
+
+_recorded_runs: set[str] = set()
+
+
+class RunRecordingClickHouseResource(ClickHouseResource):
+    """The warehouse resource, plus: when `record_runs`, the run it served is written to meta_job_runs at
+    teardown (in the run's own process; see the module docstring)."""
+
+    record_runs: bool = Field(False, description="Write meta_job_runs at the end of each run (embedded).")
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if not (self.record_runs and context.run_id and context.instance):
+            return
+        # The IO manager's nested copy of this resource is set up and torn down separately: record once.
+        if context.run_id in _recorded_runs:
+            return
+        _recorded_runs.add(context.run_id)
+        try:
+            row = record_run(self, context.instance, context.run_id, finished=False)
+            context.log.info(f"meta_job_runs: {row['status']} {row['rows']}")
+        except Exception as error:  # the record is bookkeeping: never turn a good run into a failed one
+            context.log.error(f"meta_job_runs not written: {scrub_secrets(str(error))}")
+
+
+def _record_sensor(status: dg.DagsterRunStatus, name: str) -> dg.SensorDefinition:
+    @dg.run_status_sensor(run_status=status, name=name, default_status=dg.DefaultSensorStatus.RUNNING,
+                          description="Server mode: write meta_job_runs for every finished run.")
+    def _sensor(context: dg.RunStatusSensorContext, clickhouse: ClickHouseResource):
+        record_run(clickhouse, context.instance, context.dagster_run.run_id, finished=True)
+
+    return _sensor
+
+
+# Only in server mode: in embedded mode the daemon must never open chDB (definitions.py decides).
+record_sensors = [
+    _record_sensor(dg.DagsterRunStatus.SUCCESS, "meta_job_runs_ok"),
+    _record_sensor(dg.DagsterRunStatus.FAILURE, "meta_job_runs_failed"),
+]
+
+
+def health(clickhouse: ClickHouseResource, now: datetime | None = None) -> dict:
+    """Age of each fact's last load and the last recorded run; `healthy` is the 2-hour rule."""
+    now = now or datetime.now(UTC)
+    report: dict = {"checked_at": now.isoformat(timespec="seconds"),
+                    "max_age_s": MAX_FACT_AGE.total_seconds(), "facts": {}}
+    with clickhouse.get_client() as client:
+        for table in FACTS:
+            loaded = client.query(f"SELECT max(_loaded_at), count() FROM {table}").result_rows[0]
+            last, count = loaded if loaded[1] else (None, 0)
+            age = (now - last).total_seconds() if last else None
+            report["facts"][table] = {
+                "last_loaded_at": last.isoformat() if last else None,
+                "age_s": round(age) if age is not None else None,
+                "fresh": age is not None and age < MAX_FACT_AGE.total_seconds(),
+            }
+        last_run = client.query(
+            "SELECT job_name, run_id, status, finished_at, error FROM meta_job_runs FINAL "
+            "ORDER BY finished_at DESC LIMIT 1"
+        ).result_rows
+    if last_run:
+        job, run_id, status, finished_at, error = last_run[0]
+        report["last_run"] = {"job": job, "run_id": run_id, "status": status,
+                              "finished_at": finished_at.isoformat(), "error": error[:500]}
+    report["healthy"] = all(fact["fresh"] for fact in report["facts"].values())
+    return report

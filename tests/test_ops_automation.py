@@ -1,0 +1,215 @@
+"""Schedules (Moscow midnight, queued runs), freshness policies, freshness and run-failure alert sensors."""
+
+import json
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import httpx
+import pytest
+import respx
+
+from qtickets_assets import automation
+from qtickets_assets.definitions import build_definitions
+from qtickets_assets.notify import Notifier
+from qtickets_assets.settings import Settings
+
+MSK = ZoneInfo("Europe/Moscow")
+HOOK = "https://alerts.example.com/hook"
+RANGE = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+
+
+@pytest.fixture(scope="module")
+def defs(tmp_path_factory):
+    return build_definitions(Settings(qtickets_data_dir=tmp_path_factory.mktemp("data")))
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def tick(schedule, instance, at: datetime) -> dg.RunRequest | dg.SkipReason:
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=at)
+    result = schedule(context)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("at", "days"),
+    [
+        (datetime(2026, 11, 20, 23, 45, tzinfo=MSK), ("2026-11-19", "2026-11-20")),
+        (datetime(2026, 11, 21, 0, 0, tzinfo=MSK), ("2026-11-20", "2026-11-21")),
+        # 21:00 UTC is already the next Moscow day.
+        (datetime(2026, 11, 20, 21, 0, tzinfo=ZoneInfo("UTC")), ("2026-11-20", "2026-11-21")),
+        (datetime(2026, 11, 21, 0, 15, tzinfo=MSK), ("2026-11-20", "2026-11-21")),
+    ],
+)
+def test_every_15_minutes_asks_for_yesterday_and_today_in_one_run(instance, at, days):
+    request = tick(automation.every_15_minutes, instance, at)
+    assert isinstance(request, dg.RunRequest)
+    assert (request.tags[RANGE[0]], request.tags[RANGE[1]]) == days
+    assert request.partition_key is None  # a range, not one key
+
+
+def test_schedules_are_on_by_default_in_moscow(defs):
+    schedule = defs.resolve_schedule_def("every_15_minutes")
+    assert schedule.cron_schedule == "*/15 * * * *"
+    assert schedule.execution_timezone == "Europe/Moscow"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert defs.resolve_schedule_def("daily_reconcile").default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def test_refresh_job_covers_the_whole_graph(defs):
+    job = defs.resolve_job_def("qtickets_refresh")
+    selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+    every = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert selected == every
+    assert {"stg_qtickets_api_orders_raw", "stg_qtickets_api_events_raw", "stg_qtickets_api_inventory_raw",
+            "fact_qtickets_sales_daily", "fact_qtickets_inventory_latest", "v_sales_latest"} <= selected
+
+
+def test_daily_reconcile_covers_the_configured_days(instance):
+    request = tick(automation.daily_reconcile, instance, datetime(2026, 11, 21, 4, 40, tzinfo=MSK))
+    assert (request.tags[RANGE[0]], request.tags[RANGE[1]]) == ("2026-10-23", "2026-11-21")  # 30 days
+
+
+def test_range_is_clipped_to_the_first_partition():
+    keys = automation.day_range(datetime(2026, 9, 1, tzinfo=MSK), datetime(2026, 10, 2, 12, tzinfo=MSK))
+    assert (keys.start, keys.end) == ("2026-10-01", "2026-10-02")
+
+
+def test_a_tick_while_a_refresh_is_waiting_skips_and_says_why(instance):
+    # A run waiting for the one run slot (e.g. behind a backfill): later ticks do not stack up behind it.
+    waiting = instance.add_run(
+        dg.DagsterRun(job_name="qtickets_refresh", status=dg.DagsterRunStatus.NOT_STARTED)
+    )
+    result = tick(automation.every_15_minutes, instance, datetime(2026, 11, 21, 10, 0, tzinfo=MSK))
+    assert isinstance(result, dg.SkipReason)
+    assert waiting.run_id in result.skip_message and "queued" in result.skip_message
+    assert isinstance(tick(automation.daily_reconcile, instance, datetime(2026, 11, 21, 4, 40, tzinfo=MSK)),
+                      dg.RunRequest)  # another job is not held back
+    instance.report_run_canceled(waiting)
+    assert isinstance(tick(automation.every_15_minutes, instance, datetime(2026, 11, 21, 10, 15, tzinfo=MSK)),
+                      dg.RunRequest)
+
+
+def test_freshness_policy_is_on_the_facts_and_inventory_only(defs):
+    graph = defs.resolve_asset_graph()
+    keys = graph.get_all_asset_keys()
+    with_policy = {key.to_user_string() for key in keys if graph.get(key).freshness_policy}
+    assert with_policy == {"fact_qtickets_sales_daily", "fact_qtickets_inventory_latest",
+                           "stg_qtickets_api_inventory_raw"}
+    policy = graph.get(dg.AssetKey("fact_qtickets_sales_daily")).freshness_policy
+    assert policy.fail_window.to_timedelta() == timedelta(hours=2)
+    assert policy.warn_window.to_timedelta() < policy.fail_window.to_timedelta()
+
+
+@pytest.mark.parametrize(
+    ("previous", "current", "alerts"),
+    [
+        ({}, {"a": "PASS"}, {}),  # first sight of a healthy asset
+        ({}, {"a": "UNKNOWN"}, {}),  # never materialized
+        ({}, {"a": "FAIL"}, {"a": ("UNKNOWN", "FAIL")}),
+        ({"a": "PASS"}, {"a": "WARN"}, {"a": ("PASS", "WARN")}),
+        ({"a": "WARN"}, {"a": "WARN"}, {}),  # unchanged: no repeat
+        ({"a": "WARN"}, {"a": "FAIL"}, {"a": ("WARN", "FAIL")}),
+        ({"a": "FAIL"}, {"a": "FAIL"}, {}),
+        ({"a": "FAIL"}, {"a": "PASS"}, {"a": ("FAIL", "PASS")}),  # recovered
+        ({"a": "WARN", "b": "PASS"}, {"a": "PASS", "b": "PASS"}, {"a": ("WARN", "PASS")}),
+        ({"a": "UNKNOWN"}, {"a": "PASS"}, {}),
+    ],
+)
+def test_freshness_changes_alert_on_warn_fail_and_recovery_only(previous, current, alerts):
+    assert automation.freshness_changes(previous, current) == alerts
+
+
+def report_state(instance, asset: str, before: str, state: str) -> None:
+    # What the freshness daemon writes on a state change (dagster/_daemon/freshness.py).
+    from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
+
+    instance._report_runless_asset_event(FreshnessStateChange(  # noqa: SLF001
+        key=dg.AssetKey(asset), previous_state=FreshnessState(before), new_state=FreshnessState(state),
+        state_change_timestamp=datetime.now().timestamp()))
+
+
+def evaluate(sensor, defs, instance, cursor):
+    notifier = Notifier(webhook_url=HOOK, ui_url="http://ui:3000")
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, repository_def=defs.get_repository_def(),
+        resources={"notifier": notifier},
+    )
+    result = sensor(context)
+    return result, context.cursor
+
+
+@respx.mock
+def test_freshness_sensor_alerts_once_per_change_and_on_recovery(defs, instance):
+    hook = respx.post(HOOK).respond(200)
+    report_state(instance, "fact_qtickets_sales_daily", "UNKNOWN", "PASS")
+    _, cursor = evaluate(automation.freshness_alerts, defs, instance, None)
+    assert not hook.called  # healthy from the start: nothing to say
+
+    report_state(instance, "fact_qtickets_sales_daily", "PASS", "FAIL")
+    report_state(instance, "stg_qtickets_api_inventory_raw", "PASS", "WARN")
+    _, cursor = evaluate(automation.freshness_alerts, defs, instance, cursor)
+    sent = [json.loads(call.request.content) for call in hook.calls]
+    assert [(a["fields"]["asset"], a["severity"]) for a in sent] == [
+        ("fact_qtickets_sales_daily", "critical"), ("stg_qtickets_api_inventory_raw", "warning")]
+    assert sent[0]["url"] == "http://ui:3000/assets/fact_qtickets_sales_daily"
+    assert "never materialized" in sent[0]["text"] and "fail after 2:00:00" in sent[0]["text"]
+
+    _, cursor = evaluate(automation.freshness_alerts, defs, instance, cursor)
+    assert hook.call_count == 2  # unchanged states: no repeated alert
+
+    report_state(instance, "fact_qtickets_sales_daily", "FAIL", "PASS")
+    _, cursor = evaluate(automation.freshness_alerts, defs, instance, cursor)
+    assert hook.call_count == 3
+    recovered = json.loads(hook.calls.last.request.content)
+    assert (recovered["severity"], recovered["title"]) == ("ok", "fact_qtickets_sales_daily is fresh again")
+    assert json.loads(cursor)["fact_qtickets_sales_daily"] == "PASS"
+
+
+@respx.mock
+def test_undelivered_freshness_alert_is_retried_next_evaluation(defs, instance):
+    hook = respx.post(HOOK)
+    hook.side_effect = [http_response(503), http_response(200)]
+    report_state(instance, "fact_qtickets_inventory_latest", "PASS", "FAIL")
+    result, cursor = evaluate(automation.freshness_alerts, defs, instance, None)
+    assert "webhook: HTTP 503" in result.skip_message
+    assert "fact_qtickets_inventory_latest" not in json.loads(cursor)
+    evaluate(automation.freshness_alerts, defs, instance, cursor)
+    assert hook.call_count == 2 and json.loads(hook.calls.last.request.content)["fields"]["state"] == "FAIL"
+
+
+def http_response(status):
+    return httpx.Response(status)
+
+
+@respx.mock
+def test_run_failure_sensor_alerts_with_the_step_error_and_no_secret(instance, monkeypatch):
+    monkeypatch.setenv("QTICKETS_API_TOKEN", "tok-very-secret-42")
+    hook = respx.post(HOOK).respond(200)
+
+    @dg.asset
+    def broken():
+        raise RuntimeError("GET orders: HTTP 500 with token tok-very-secret-42")
+
+    result = dg.materialize([broken], instance=instance, raise_on_error=False,
+                            partition_key=None, tags={"dagster/partition": "2026-11-21"})
+    assert not result.success
+    run = instance.get_run_by_id(result.run_id)
+    failure = next(r.event_log_entry.dagster_event for r in instance.get_records_for_run(
+        result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alerts", dagster_event=failure, dagster_instance=instance, dagster_run=run,
+        resources={"notifier": Notifier(webhook_url=HOOK, ui_url="http://ui:3000")},
+    ).for_run_failure()
+    automation.run_failure_alerts(context)
+    alert = json.loads(hook.calls.last.request.content)
+    assert alert["kind"] == "run_failure" and alert["severity"] == "critical"
+    assert alert["url"] == f"http://ui:3000/runs/{run.run_id}"
+    assert "broken: RuntimeError: GET orders: HTTP 500 with token ***" in alert["text"]
+    assert "tok-very-secret-42" not in json.dumps(alert)
+    assert alert["fields"]["partitions"] == "2026-11-21"

@@ -1,0 +1,89 @@
+"""Notifier backends (generic webhook, Telegram, Slack) against respx: payloads, failures, no secret leaks."""
+
+import json
+import logging
+
+import httpx
+import pytest
+import respx
+
+from qtickets_assets.notify import Alert, Notifier, NotifyError, scrub
+
+WEBHOOK = "https://alerts.example.com/hook/s3cr3t-path"
+BOT_TOKEN = "123456789:AAH-very-secret_token"
+TELEGRAM = f"https://api.telegram.org/bot{BOT_TOKEN}/sendMessage"
+SLACK = "https://hooks.slack.com/services/T000/B000/XXXXSECRET"
+ALERT = Alert(kind="freshness", severity="critical", title="fact_qtickets_sales_daily is stale (FAIL)",
+              text="last materialized 2h 05m ago", fields={"asset": "fact_qtickets_sales_daily"},
+              url="http://127.0.0.1:3000/assets/fact_qtickets_sales_daily")
+
+
+@respx.mock
+def test_generic_webhook_gets_the_alert_as_json():
+    route = respx.post(WEBHOOK).respond(204)
+    assert Notifier(webhook_url=WEBHOOK).send(ALERT) == ["webhook"]
+    body = json.loads(route.calls.last.request.content)
+    assert body["source"] == "qtickets-assets"
+    assert (body["kind"], body["severity"], body["title"]) == ("freshness", "critical", ALERT.title)
+    assert body["fields"] == {"asset": "fact_qtickets_sales_daily"} and body["url"] == ALERT.url
+
+
+@respx.mock
+def test_telegram_bot_sends_plain_text_to_the_chat():
+    route = respx.post(TELEGRAM).respond(200, json={"ok": True})
+    assert Notifier(telegram_bot_token=BOT_TOKEN, telegram_chat_id="-100200").send(ALERT) == ["telegram"]
+    body = json.loads(route.calls.last.request.content)
+    assert body["chat_id"] == "-100200"
+    first, second = body["text"].splitlines()[:2]
+    assert (first, second) == ("🔴 fact_qtickets_sales_daily is stale (FAIL)", "last materialized 2h 05m ago")
+    assert ALERT.url in body["text"]
+
+
+@respx.mock
+def test_slack_webhook_gets_text():
+    route = respx.post(SLACK).respond(200, text="ok")
+    assert Notifier(slack_webhook_url=SLACK).send(ALERT) == ["slack"]
+    assert json.loads(route.calls.last.request.content)["text"] == ALERT.plain()
+
+
+@respx.mock
+def test_one_failing_backend_does_not_stop_the_others_and_leaks_no_secret(caplog):
+    respx.post(WEBHOOK).respond(200)
+    respx.post(TELEGRAM).respond(401, json={"ok": False})
+    slack = respx.post(SLACK).mock(side_effect=httpx.ConnectError(f"cannot reach {SLACK}"))
+    notifier = Notifier(webhook_url=WEBHOOK, telegram_bot_token=BOT_TOKEN, telegram_chat_id="1",
+                        slack_webhook_url=SLACK)
+    with caplog.at_level(logging.WARNING):
+        assert notifier.send(ALERT) == ["webhook"]
+    assert slack.called
+    assert "telegram: HTTP 401" in caplog.text and "slack: ConnectError" in caplog.text
+    assert BOT_TOKEN not in caplog.text and SLACK not in caplog.text and WEBHOOK not in caplog.text
+
+
+@respx.mock
+def test_all_backends_failing_raises_without_the_url():
+    respx.post(TELEGRAM).respond(502)
+    with pytest.raises(NotifyError) as error:
+        Notifier(telegram_bot_token=BOT_TOKEN, telegram_chat_id="1").send(ALERT)
+    assert str(error.value) == "alert not delivered: telegram: HTTP 502"
+
+
+@respx.mock
+def test_unconfigured_notifier_sends_nothing_and_logs(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert Notifier().send(ALERT) == []
+    assert "no alert backend configured" in caplog.text and ALERT.title in caplog.text
+    assert not respx.calls
+
+
+def test_telegram_needs_a_chat_id_to_count_as_configured():
+    assert Notifier(telegram_bot_token=BOT_TOKEN).backends() == []
+
+
+def test_scrub_masks_known_values_and_credential_shapes():
+    text = (f"GET https://qtickets.ru/api: Bearer abc.def-123 failed; dsn https://user:pa55@ch:8443/db; "
+            f"{TELEGRAM}; {SLACK}; token=verysecretvalue")
+    clean = scrub(text, ["verysecretvalue"])
+    for secret in ("abc.def-123", "pa55", BOT_TOKEN, "XXXXSECRET", "verysecretvalue"):
+        assert secret not in clean
+    assert "https://user:***@ch:8443/db" in clean and "Bearer ***" in clean
