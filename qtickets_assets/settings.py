@@ -54,9 +54,10 @@ class Settings(BaseSettings):
     clickhouse_compress: Literal["lz4", "zstd", "gzip", "br", "none"] = Field(
         "lz4", description="Server mode: HTTP compression of inserts and results."
     )
-    clickhouse_connect_timeout_s: float = Field(10.0, gt=0, description="Server mode: HTTP connect timeout.")
-    clickhouse_send_receive_timeout_s: float = Field(
-        300.0, gt=0, description="Server mode: HTTP read timeout of one request (long INSERT ... SELECT)."
+    # Whole seconds: clickhouse-connect truncates timeouts to int.
+    clickhouse_connect_timeout_s: int = Field(10, ge=1, description="Server mode: HTTP connect timeout.")
+    clickhouse_send_receive_timeout_s: int = Field(
+        300, ge=1, description="Server mode: HTTP read timeout of one request (long INSERT ... SELECT)."
     )
 
     # Operations (automation.py, notify.py): alert backends are all optional; URLs and tokens are secrets.

@@ -24,8 +24,9 @@ class ClickHouseResource(dg.ConfigurableResource):
     lock_timeout_s: float = Field(600.0, description="Embedded mode: wait this long for the engine.")
     cluster: str = Field("", description="Server mode: migrate ON CLUSTER with Replicated engines.")
     compress: str = Field("lz4", description="Server mode: HTTP compression (lz4, zstd, gzip, br or none).")
-    connect_timeout_s: float = Field(10.0, description="Server mode: HTTP connect timeout.")
-    send_receive_timeout_s: float = Field(300.0, description="Server mode: HTTP read timeout per request.")
+    # Whole seconds: clickhouse-connect truncates timeouts to int (0.5 would become an invalid 0).
+    connect_timeout_s: int = Field(10, ge=1, description="Server mode: HTTP connect timeout.")
+    send_receive_timeout_s: int = Field(300, ge=1, description="Server mode: HTTP read timeout per request.")
 
     @property
     def embedded(self) -> bool:
