@@ -108,14 +108,15 @@ class RunRecordingClickHouseResource(ClickHouseResource):
     record_runs: bool = Field(False, description="Write meta_job_runs at the end of each run (embedded).")
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if not (self.record_runs and context.run_id and context.instance):
+        run = context.run
+        if not (self.record_runs and run and context.instance):
             return
         # The IO manager's nested copy of this resource is set up and torn down separately: record once.
-        if context.run_id in _recorded_runs:
+        if run.run_id in _recorded_runs:
             return
-        _recorded_runs.add(context.run_id)
+        _recorded_runs.add(run.run_id)
         try:
-            row = record_run(self, context.instance, context.run_id, finished=False)
+            row = record_run(self, context.instance, run.run_id, finished=False)
             context.log.info(f"meta_job_runs: {row['status']} {row['rows']}")
         except Exception as error:  # the record is bookkeeping: never turn a good run into a failed one
             context.log.error(f"meta_job_runs not written: {scrub_secrets(str(error))}")

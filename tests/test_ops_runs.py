@@ -1,0 +1,122 @@
+"""meta_job_runs (ok and failed runs, written by the run's own process), `load`, `health`, on chDB."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import dagster as dg
+import pytest
+import respx
+
+from qtickets_assets import cli
+from qtickets_assets.definitions import build_definitions
+from qtickets_assets.settings import Settings, get_settings
+from tests.conftest import AS_OF
+
+RANGE = {"dagster/asset_partition_range_start": "2026-11-20", "dagster/asset_partition_range_end": "2026-11-21"}
+API = "https://qtickets.example.com/api/rest/v1/"
+TOKEN = "tok-Very-Secret-0042"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """The CLI's environment: this test's data dir, a frozen sandbox, no developer instance."""
+    monkeypatch.setenv("QTICKETS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("QTICKETS_SANDBOX_AS_OF", AS_OF.isoformat())
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    get_settings.cache_clear()
+    yield monkeypatch
+    get_settings.cache_clear()
+
+
+def meta_rows(clickhouse):
+    with clickhouse.get_client() as client:
+        result = client.query("SELECT run_id, job_name, status, partition_range, rows, error, started_at, "
+                              "finished_at FROM meta_job_runs ORDER BY started_at")
+    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+
+def test_a_run_records_one_row_with_rows_per_asset(tmp_path, clickhouse):
+    job = build_definitions(Settings(qtickets_data_dir=tmp_path, qtickets_sandbox_as_of=AS_OF)).resolve_job_def(
+        "qtickets_refresh")
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(instance=instance, tags=RANGE)
+    assert result.success
+    written = {}
+    for event in result.get_asset_materialization_events():
+        count = event.materialization.metadata.get("dagster/row_count")
+        if count is not None:
+            written[event.asset_key.to_user_string()] = int(count.value)
+
+    [row] = meta_rows(clickhouse)  # not FINAL: exactly one write per run
+    assert (row["run_id"], row["job_name"], row["status"], row["error"]) == (result.run_id, "qtickets_refresh", "ok", "")
+    assert row["partition_range"] == "2026-11-20...2026-11-21"
+    assert row["rows"] == written
+    assert written["fact_qtickets_sales_daily"] > 0 and written["stg_qtickets_api_orders_raw"] > 100
+    assert {"stg_qtickets_api_events_raw", "stg_qtickets_api_inventory_raw", "v_sales_latest"} <= set(written)
+    assert row["started_at"] <= row["finished_at"] <= datetime.now(UTC)
+
+
+@respx.mock
+def test_a_failing_load_exits_non_zero_and_records_the_failure_without_the_token(env, clickhouse, capsys):
+    env.setenv("QTICKETS_API_BASE_URL", API)
+    env.setenv("QTICKETS_API_TOKEN", TOKEN)
+    respx.route(host="qtickets.example.com").respond(401, json={"error": "Unauthorized"})
+
+    assert cli.main(["load", "--since-hours", "6"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["status"] == "failed" and summary["job"] == "qtickets_refresh"
+
+    [row] = meta_rows(clickhouse)
+    assert (row["run_id"], row["status"]) == (summary["run_id"], "failed")
+    assert "stg_qtickets_api_orders_raw" in row["error"] and "QTICKETS_API_TOKEN" in row["error"]
+    assert TOKEN not in row["error"] and TOKEN not in json.dumps(summary)
+
+
+def test_dry_run_counts_staging_rows_and_writes_nothing(env, tmp_path, capsys):
+    assert cli.main(["load", "--dry-run"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["dry_run"] is True and summary["partitions"] == "2026-11-20...2026-11-21"
+    assert set(summary["rows"]) == {"stg_qtickets_api_orders_raw", "stg_qtickets_api_events_raw",
+                                    "stg_qtickets_api_inventory_raw"}
+    assert all(count > 0 for count in summary["rows"].values())
+    assert not (tmp_path / "clickhouse").exists()
+
+
+def test_health_is_ok_after_a_load_and_fails_when_facts_are_old_or_missing(env, clickhouse, capsys):
+    assert cli.main(["health"]) == 1  # empty warehouse: no facts at all
+    report = json.loads(capsys.readouterr().out)
+    assert report["healthy"] is False
+    assert report["facts"]["fact_qtickets_sales_daily"] == {"age_s": None, "fresh": False, "last_loaded_at": None}
+
+    assert cli.main(["load", "--since-hours", "6"]) == 0
+    capsys.readouterr()
+    assert cli.main(["health"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["healthy"] is True and report["last_run"]["status"] == "ok"
+    assert all(fact["age_s"] < 120 for fact in report["facts"].values())
+
+    # Three hours without a load: what the old /healthz/qtickets_api reported as down.
+    old = datetime.now(UTC) - timedelta(hours=3)
+    with clickhouse.get_client() as client:
+        for table in ("fact_qtickets_sales_daily", "fact_qtickets_inventory_latest"):
+            client.command(f"TRUNCATE TABLE {table}")
+        client.insert("fact_qtickets_sales_daily", [[AS_OF.date(), 1, 1, 2, Decimal("10.00"), 1, 0,
+                                                     Decimal(0), old, 1, 1]],
+                      column_names=["sales_date", "event_id", "show_id", "tickets_sold", "revenue", "orders_count",
+                                    "refunded_tickets", "refunds_amount", "_loaded_at", "_ver", "_dedup_key"],
+                      settings={"async_insert": 0})
+    assert cli.main(["health"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    sales = report["facts"]["fact_qtickets_sales_daily"]
+    assert sales["fresh"] is False and 3 * 3600 - 60 < sales["age_s"] < 3 * 3600 + 60
+
+
+def test_the_daemon_never_opens_chdb_in_embedded_mode(tmp_path):
+    embedded = build_definitions(Settings(qtickets_data_dir=tmp_path))
+    server = build_definitions(Settings(clickhouse_dsn="http://localhost:8123"))
+    names = {sensor.name for sensor in embedded.sensors}
+    assert names == {"freshness_alerts", "run_failure_alerts"}  # webhooks only, no warehouse
+    assert {"meta_job_runs_ok", "meta_job_runs_failed"} <= {sensor.name for sensor in server.sensors}
+    assert embedded.resources["clickhouse"].record_runs is True
+    assert server.resources["clickhouse"].record_runs is False
