@@ -174,3 +174,28 @@ def test_every_check_passed_and_reported(warehouse):
     assert (
         len(staged) == 30 and len(result.asset_materializations_for_node("fact_qtickets_sales_daily")) == 30
     )
+
+
+def test_day_by_day_ends_in_the_same_facts_as_the_range_backfill(warehouse, tmp_path):
+    """The schedule's way (one partition per run) and the backfill's way (one run over the range)."""
+    from qtickets_assets.warehouse.io_manager import ClickHouseIOManager
+    from qtickets_assets.warehouse.resource import ClickHouseResource
+
+    backfilled, _, _ = warehouse
+    clickhouse = ClickHouseResource(dsn=f"chdb://{tmp_path / 'daily'}", lock_timeout_s=5)
+    resources = {
+        "clickhouse": clickhouse,
+        "clickhouse_io": ClickHouseIOManager(clickhouse=clickhouse),
+        "qtickets": QTicketsResource(sandbox_opened_on=OPENED_ON, sandbox_as_of=AS_OF.isoformat()),
+    }
+    days = [LAST - timedelta(days=2), LAST - timedelta(days=1), LAST]
+    sales = [raw.stg_qtickets_api_orders_raw, marts.fact_qtickets_sales_daily]
+    for day in days:
+        assert dg.materialize(sales, resources=resources, partition_key=day.isoformat()).success
+    sql = (
+        "SELECT * EXCEPT (_loaded_at, _ver) FROM fact_qtickets_sales_daily FINAL "
+        "WHERE sales_date >= {first:Date} ORDER BY sales_date, event_id, show_id"
+    )
+    daily = query(clickhouse, sql, first=days[0])
+    assert len(daily) > 20
+    assert daily == query(backfilled, sql, first=days[0])

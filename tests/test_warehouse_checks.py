@@ -1,0 +1,137 @@
+"""Asset checks on chDB: they pass on good data, fail on each kind of bad data, and the blocking ones
+keep wrong numbers away from the BI views."""
+
+from datetime import timedelta
+
+import dagster as dg
+import pytest
+
+from qtickets_assets.assets import checks, marts, views
+from qtickets_assets.transform import event_rows, inventory_rows
+from tests.test_warehouse_io import EVENTS, INVENTORY, SNAPSHOT, event, rows_asset, seat
+from tests.test_warehouse_sales import Source, at, basket, order
+
+D = SNAPSHOT.date()
+CHECKS = dg.load_asset_checks_from_modules([checks])
+FACT_INSERT = (
+    "INSERT INTO fact_qtickets_sales_daily (sales_date, event_id, show_id, tickets_sold, revenue, "
+    "orders_count, refunded_tickets, refunds_amount, _loaded_at, _ver, _dedup_key) "
+)
+
+
+def graph(capacity: int) -> list:
+    """Orders selling 3 tickets of show 11; its inventory holds `capacity` seats."""
+    source = Source(
+        order(
+            1, 1, at(D, 9), [basket(1, 11, 1500), basket(2, 11, 1500), basket(3, 11, 900)], payed=at(D, 9, 5)
+        )
+    )
+    seats = [seat(f"full_A-1;{n}", f"A-1;{n}", 1, 0, int(n <= 3)) for n in range(1, capacity + 1)]
+    return [
+        source.asset(),
+        rows_asset("stg_qtickets_api_events_raw", event_rows([event(1, "Щелкунчик", [11])]), EVENTS),
+        rows_asset("stg_qtickets_api_inventory_raw", inventory_rows([(1, 11, seats)], SNAPSHOT), INVENTORY),
+        marts.fact_qtickets_sales_daily,
+        marts.dim_events,
+        marts.fact_qtickets_inventory_latest,
+        views.v_sales_14d,
+        views.v_sales_latest,
+        *CHECKS,
+    ]
+
+
+def run(resources, assets, selection=None, partitioned=True) -> dg.ExecuteInProcessResult:
+    # The partition goes as a run tag: a checks-only selection has no asset to take a partitions_def from.
+    return dg.materialize(
+        assets,
+        resources=resources,
+        selection=selection,
+        raise_on_error=False,
+        tags={"dagster/partition": D.isoformat()} if partitioned else None,
+    )
+
+
+def evaluations(result) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+    return {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
+
+
+def execute(clickhouse, sql: str, **parameters) -> None:
+    with clickhouse.get_client() as client:
+        client.command(sql, parameters=parameters, settings={"async_insert": 0})
+
+
+def test_checks_pass_on_good_data(resources):
+    result = run(resources, graph(capacity=5))
+    assert result.success
+    found = evaluations(result)
+    assert len(found) == sum(len(d.check_keys) for d in CHECKS) and all(e.passed for e in found.values())
+    assert result.asset_materializations_for_node("v_sales_latest")
+
+
+def test_sold_over_capacity_blocks_the_bi_view(resources):
+    result = run(resources, graph(capacity=2))  # 3 tickets sold of a 2-seat show
+    found = evaluations(result)
+    failed = found[("fact_qtickets_inventory_latest", "sold_within_capacity")]
+    assert not failed.passed and failed.metadata["offending_rows"].value == 1
+    assert all(e.passed for key, e in found.items() if key[1] != "sold_within_capacity")
+    assert not result.asset_materializations_for_node("v_sales_latest")  # blocked: wrong numbers stay out
+    assert result.asset_materializations_for_node("v_sales_14d")  # does not read the inventory
+
+
+def only_check(asset: str, name: str) -> dict:
+    """Run one check alone (a partitioned check needs the partition, the others must not get one)."""
+    key = dg.AssetCheckKey(dg.AssetKey(asset), name)
+    return {"selection": dg.AssetSelection.checks(key), "partitioned": name == "agrees_with_staging"}
+
+
+@pytest.mark.parametrize(
+    ("tamper", "check"),
+    [
+        # A fact row that staging does not back (e.g. a stale write): the fact disagrees with staging.
+        (
+            FACT_INSERT + "SELECT sales_date, event_id, show_id, tickets_sold + 1, revenue, orders_count, "
+            "refunded_tickets, refunds_amount, now64(3), _ver + 1, _dedup_key "
+            "FROM fact_qtickets_sales_daily FINAL",
+            ("fact_qtickets_sales_daily", "agrees_with_staging"),
+        ),
+        (
+            FACT_INSERT + "SELECT sales_date, event_id, 99, 1, -100, 1, 0, 0, now64(3), _ver + 1, 0 "
+            "FROM fact_qtickets_sales_daily",
+            ("fact_qtickets_sales_daily", "counts_non_negative"),
+        ),
+        # The same show under two events: the inventory grain (show_id) is broken.
+        (
+            "INSERT INTO fact_qtickets_inventory_latest (event_id, show_id, capacity, free_seats, "
+            "sold_seats, snapshot_at, _loaded_at, _ver, _dedup_key) SELECT event_id + 1, show_id, capacity, "
+            "free_seats, sold_seats, snapshot_at, now64(3), _ver + 1, 0 "
+            "FROM fact_qtickets_inventory_latest FINAL",
+            ("fact_qtickets_inventory_latest", "keys_unique"),
+        ),
+        ("CREATE OR REPLACE VIEW v_sales_14d AS SELECT 1 AS event_id", ("v_sales_14d", "queryable")),
+    ],
+)
+def test_each_check_catches_its_kind_of_bad_data(resources, clickhouse, tamper, check):
+    assets = graph(capacity=5)
+    assert run(resources, assets).success
+    execute(clickhouse, tamper)
+    result = run(resources, assets, **only_check(*check))
+    found = evaluations(result)
+    assert check in found and not found[check].passed
+    metadata = found[check].metadata
+    assert metadata["offending_rows"].value >= 1 if "offending_rows" in metadata else "error" in metadata
+    assert not result.get_asset_materialization_events()  # only checks ran
+
+
+def test_agreement_is_checked_for_the_run_s_days_only(resources, clickhouse):
+    assets = graph(capacity=5)
+    assert run(resources, assets).success
+    # Another day's fact row goes stale; today's partition still agrees with staging.
+    execute(
+        clickhouse,
+        "INSERT INTO fact_qtickets_sales_daily (sales_date, event_id, show_id, tickets_sold, "
+        "revenue, orders_count, refunded_tickets, refunds_amount, _loaded_at, _ver, _dedup_key) "
+        "VALUES ({day:Date}, 1, 11, 5, 500, 1, 0, 0, now64(3), 1, 0)",
+        day=D - timedelta(days=3),
+    )
+    result = run(resources, assets, **only_check("fact_qtickets_sales_daily", "agrees_with_staging"))
+    assert evaluations(result)[("fact_qtickets_sales_daily", "agrees_with_staging")].passed
