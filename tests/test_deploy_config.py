@@ -16,7 +16,9 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._core.launcher import DefaultRunLauncher
 from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster_postgres import DagsterPostgresStorage
+from dagster_postgres.utils import pg_url_from_config
 from packaging.requirements import Requirement
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -62,7 +64,10 @@ def test_long_running_services_have_health_checks_and_volumes_are_declared():
             assert service["restart"] == "unless-stopped", name
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
-            assert source in COMPOSE["volumes"], f"{name}: volume {source} is not declared"
+            if source.startswith("./"):  # a bind mount of a file in this repository
+                assert (ROOT / source).is_file(), f"{name}: {source} does not exist"
+            else:
+                assert source in COMPOSE["volumes"], f"{name}: volume {source} is not declared"
     assert "clickhouse-data" in COMPOSE["volumes"] and "postgres-data" in COMPOSE["volumes"]
 
 
@@ -178,6 +183,9 @@ def test_production_instance_config_validates(pg_env, tmp_path):
     db = resolved.value["postgres_db"]
     assert (db["username"], db["password"], db["hostname"], db["db_name"], db["port"]) == (
         "dagster", "pw-9f3", "postgres", "dagster", 5432)
+    # The URL's driver must be one that is installed (SQLAlchemy 2.1's default for "postgresql" is not).
+    url = make_url(pg_url_from_config(resolved.value))
+    assert url.get_dialect().import_dbapi().__name__ == "psycopg2"
 
     coordinator = ref.run_coordinator_data.rehydrate(QueuedRunCoordinator)
     queue = ConcurrencyConfig.from_concurrency_settings(
