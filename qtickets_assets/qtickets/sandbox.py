@@ -341,6 +341,12 @@ def _seen(moment: datetime | None, now: datetime) -> datetime | None:
     return moment if moment is not None and moment <= now else None
 
 
+def render_client(client_id: int) -> dict[str, Any]:
+    return {"id": client_id, "email": f"buyer{client_id}@example.com",
+            "details": {"id": client_id, "name": None, "middlename": None, "surname": None, "phone": None,
+                        "vk_id": None, "facebook_id": None}}
+
+
 def render_order(order: OrderPlan, now: datetime) -> dict[str, Any]:
     """The order exactly as GET orders would show it at `now`."""
     payed_at = _seen(order.payed_at, now)
@@ -371,9 +377,7 @@ def render_order(order: OrderPlan, now: datetime) -> dict[str, Any]:
     return {
         "id": order.id, "uniqid": f"{order.id * 7919 % 36**10:010x}"[-10:], "payed": payed_at is not None,
         "payed_at": fmt(payed_at), "created_at": fmt(order.created_at), "updated_at": fmt(updated_at),
-        "deleted_at": fmt(deleted_at), "client_id": order.id % 9973,
-        "client": {"id": order.id % 9973, "email": f"buyer{order.id % 9973}@example.com",
-                   "details": {"id": order.id % 9973, "name": None, "surname": None}},
+        "deleted_at": fmt(deleted_at), "client_id": order.id % 9973, "client": render_client(order.id % 9973),
         "site_id": 1, "site": {"id": 1, "host": "example.qtickets.events"}, "payment_id": 1,
         "payment_type_id": "card" if order.id % 5 else str(1_000_000 + order.id % 9),
         "reserved": 0, "reserve_extended": 0, "reserved_to": fmt(order.reserved_to),
@@ -387,7 +391,19 @@ def render_order(order: OrderPlan, now: datetime) -> dict[str, Any]:
     }
 
 
-def render_show(event: EventPlan, show: ShowPlan, now: datetime) -> dict[str, Any]:
+PLAN_COLUMNS = {"id", "event_id", "created_at", "payed_at", "updated_at", "deleted_at", "payed",
+                "reserved_to"}
+
+
+def plan_fields(order: OrderPlan, now: datetime) -> dict[str, Any]:
+    """The order-level columns of `render_order` without rendering the order (for `where`)."""
+    payed_at, deleted_at = _seen(order.payed_at, now), _seen(order.deleted_at, now)
+    return {"id": order.id, "event_id": order.event_id, "created_at": order.created_at, "payed_at": payed_at,
+            "deleted_at": deleted_at, "payed": payed_at is not None, "reserved_to": order.reserved_to,
+            "updated_at": max(m for m in (order.created_at, payed_at, deleted_at) if m is not None)}
+
+
+def render_show(event: EventPlan, show: ShowPlan, now: datetime, scheme: bool = True) -> dict[str, Any]:
     deleted_at = _seen(event.deleted_at, now)
     show_deleted = _seen(show.deleted_at, now)
     return {
@@ -401,7 +417,7 @@ def render_show(event: EventPlan, show: ShowPlan, now: datetime) -> dict[str, An
         "min_price": {"id": 1, "default_price": show.prices[0]},
         "max_price": {"id": 2, "default_price": show.prices[-1]},
         # The bulky part of a real payload (qtickets_api.md §6): per-seat configuration as strings.
-        "scheme_properties": {
+        "scheme_properties": None if not scheme else {
             "zones": {z: {"disabled": "0", "price_id": str(i + 1), "label": z}
                       for i, z in enumerate(("PARTERRE", "VIP") if show.seated else ("DANCEFLOOR",))},
             "seats": {s.root_id: {"max_quantity": str(s.max_quantity), "hot": "0", "show_free_quantity": "1",
@@ -411,7 +427,9 @@ def render_show(event: EventPlan, show: ShowPlan, now: datetime) -> dict[str, An
     }
 
 
-def render_event(event: EventPlan, now: datetime) -> dict[str, Any]:
+def render_event(event: EventPlan, now: datetime, scheme: bool = True) -> dict[str, Any]:
+    """The event as GET events shows it at `now`; `scheme=False` skips the seat maps (a `select`
+    without them trims them anyway, and they are the expensive part)."""
     city_id, city, tz = event.city
     deleted_at = _seen(event.deleted_at, now)
     return {
@@ -423,7 +441,7 @@ def render_event(event: EventPlan, now: datetime) -> dict[str, Any]:
         "place_coordinates": [55.75, 37.61], "poster": None, "payments": [],
         "created_at": fmt(event.created_at), "updated_at": fmt(deleted_at or event.created_at),
         "deleted_at": fmt(deleted_at),
-        "shows": [render_show(event, s, now) for s in event.shows],
+        "shows": [render_show(event, s, now, scheme) for s in event.shows],
     }
 
 
@@ -580,14 +598,15 @@ class Sandbox:
         where = body.get("where") or []
         match path.split("/"):
             case ["orders"]:
-                return self._list("orders", self._orders(now, where), body)
+                return self._orders(now, where, body)
             case ["orders", raw_id]:
                 order = self.account.order(int(raw_id), now) if raw_id.isdigit() else None
                 if order is None:
                     raise not_found("Order", raw_id)
                 return {"data": render_order(order, now)}
             case ["events"]:
-                rows = [render_event(e, now) for e in self.account.events if e.created_at <= now]
+                scheme = self._needs_scheme(body)
+                rows = [render_event(e, now, scheme) for e in self.account.events if e.created_at <= now]
                 return self._list("events", [r for r in rows if matches(r, where)], body)
             case ["events", raw_id]:
                 event = self.account.events_by_id.get(int(raw_id)) if raw_id.isdigit() else None
@@ -602,11 +621,19 @@ class Sandbox:
                 return self._list(path, [], body)
         raise SandboxError(404, HTML_404)
 
+    def _needs_scheme(self, body: dict[str, Any]) -> bool:
+        select = body.get("select")
+        if not select or not self.honour_select:
+            return True
+        tree = select_tree(select)
+        shows = tree.get("shows")
+        return shows is True or (isinstance(shows, dict) and "scheme_properties" in shows)
+
     def _select(self, row: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         select = body.get("select")
         return project(row, select_tree(select)) if select and self.honour_select else row
 
-    def _orders(self, now: datetime, where: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _orders(self, now: datetime, where: list[dict[str, Any]], body: dict[str, Any]) -> dict[str, Any]:
         bounds: dict[str, Any] = {"created_from": None, "created_to": None, "id_from": None, "id_to": None}
         for cond in where:
             column, op, value = cond.get("column"), cond.get("operator", "="), cond.get("value")
@@ -627,12 +654,18 @@ class Sandbox:
                 if op in ("<", "<=", "=") and column == "created_at":
                     bounds["created_to"] = min(bounds["created_to"] or moment, moment)
         plans = self.account.orders_slice(now, **bounds)
+        order_by = body.get("orderBy") or {"id": "asc"}
+        if all(c.get("column") in PLAN_COLUMNS for c in where) and list(order_by) == ["id"]:
+            # Filter on the plans and render only the page asked for: what a database index buys.
+            plans = [p for p in plans if matches(plan_fields(p, now), where)]
+            return self._list("orders", plans[::-1] if order_by["id"] == "desc" else plans, body,
+                              render=lambda p: render_order(p, now))
         rendered = (render_order(p, now) for p in plans)
-        return [row for row in rendered if matches(row, where)]
+        return self._list("orders", [row for row in rendered if matches(row, where)], body)
 
     def _clients(self, now: datetime, where: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        clients = {o.id % 9973: render_order(o, now)["client"] for o in self.account.orders_until(now)}
-        return [c for c in clients.values() if matches(c, where)]
+        ids = sorted({o.id % 9973 for o in self.account.orders_until(now)})  # buyers seen so far
+        return [c for c in map(render_client, ids) if matches(c, where)]
 
     def _seats(self, raw_id: str, body: dict[str, Any], now: datetime) -> dict[str, Any]:
         show = self.account.shows.get(int(raw_id)) if raw_id.isdigit() else None
@@ -647,14 +680,19 @@ class Sandbox:
             return {row["id"]: row for row in rows} if rows and "id" in rows[0] else dict(enumerate(rows))
         return seat_hierarchy(rows, minimal=False)
 
-    def _list(self, kind: str, rows: list[dict[str, Any]], body: dict[str, Any]) -> dict[str, Any]:
-        for column, direction in reversed(list((body.get("orderBy") or {"id": "asc"}).items())):
-            rows.sort(key=lambda r: (r.get(column) is None, r.get(column)), reverse=direction == "desc")
+    def _list(self, kind: str, rows: list[Any], body: dict[str, Any],
+              render: Callable[[Any], dict[str, Any]] | None = None) -> dict[str, Any]:
+        """One page of `rows`; with `render`, rows are plans already in order, rendered only for the page."""
+        if render is None:
+            for column, direction in reversed(list((body.get("orderBy") or {"id": "asc"}).items())):
+                rows.sort(key=lambda r: (r.get(column) is None, r.get(column)), reverse=direction == "desc")
         per_page = min(int(body.get("perPage") or DEFAULT_PAGE_SIZE[kind]), self.max_per_page)
         page = max(int(body.get("page") or 1), 1)
         chunk = rows[(page - 1) * per_page: page * per_page]
         if not chunk:
             return {"data": []}
+        if render is not None:
+            chunk = [render(plan) for plan in chunk]
         return {"data": [self._select(r, body) for r in chunk],
                 "paging": {"perPage": per_page, "currentPage": page, "total": len(rows)}}
 
