@@ -286,6 +286,17 @@ def test_refilters_when_the_server_ignores_where(api, respx_mock):
     assert wall_time(day) == "2026-11-20 00:00:00"
 
 
+def test_a_server_ignoring_where_on_a_big_list_stops_the_read(sleeps, respx_mock):
+    rows = [order(1, "2026-01-01T10:00:00+03:00"), order(2, "2026-01-01T11:00:00+03:00")]
+    route = respx_mock.get(BASE + "orders").respond(json={
+        "data": rows, "paging": {"perPage": 2, "currentPage": 1, "total": 126_213}})
+    day = datetime(2026, 11, 20, tzinfo=MSK)
+    with QTicketsClient(BASE, TOKEN, sleep=sleeps, per_page=2) as api, \
+            pytest.raises(QTicketsError, match=r"ignored `where` \(2 of 2 rows.*all 126213 rows"):
+        list(api.orders_between("payed_at", day, day + timedelta(days=1)))
+    assert route.call_count == 1
+
+
 def test_a_row_seen_twice_across_pages_is_yielded_once(api, respx_mock):
     respx_mock.get(BASE + "orders").mock(side_effect=paged([([order(1), order(2)], 4, 2),
                                                             ([order(2), order(3)], 4, 2)]))

@@ -114,10 +114,11 @@ class QTicketsClient:
     def __init__(self, base_url: str, token: str, *, transport: httpx.BaseTransport | None = None,
                  timeout_s: float = 60.0, per_page: int = 100, concurrency: int = 1,
                  retry: RetryPolicy | None = None, rejects_dir: str | Path | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 unfiltered_limit: int = 5_000, sleep: Callable[[float], None] = time.sleep):
         if concurrency < 1 or per_page < 1:
             raise ValueError("concurrency and per_page must be >= 1")
         self.per_page, self.concurrency = per_page, concurrency
+        self.unfiltered_limit = unfiltered_limit  # rows we read when the server ignores `where`
         self.retry = retry or RetryPolicy()
         self.retries_left = self.retry.budget
         self.requests_made = 0
@@ -302,10 +303,16 @@ class QTicketsClient:
         """Rows of every page that satisfy `where` (re-checked here), with the page they came in."""
         where = (body or {}).get("where") or []
         for page in self.pages(path, body):
-            for row in page.rows:
-                checkable = [c for c in where if _present(row, c["column"])]
-                if matches(row, checkable):
-                    yield page, row
+            kept = [row for row in page.rows
+                    if matches(row, [c for c in where if _present(row, c["column"])])]
+            if page.number == 1 and len(kept) < len(page.rows) and (page.total or 0) > self.unfiltered_limit:
+                # A server that ignores `where` would make every run read the whole history: stop.
+                raise QTicketsError(
+                    f"GET {path}: the server ignored `where` ({len(page.rows) - len(kept)} of "
+                    f"{len(page.rows)} rows on page 1 fail it) and offers all {page.total} rows; not reading them "
+                    "(check the filter format, qtickets_api.md §2.2)", path=path)
+            for row in kept:
+                yield page, row
 
     def _parse(self, model: type[M], row: Any, path: str, page: Page | None = None,
                payload: dict[str, Any] | None = None) -> M:

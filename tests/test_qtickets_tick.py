@@ -1,0 +1,76 @@
+"""Requests of one 15-minute tick on an account the size of the observed real one.
+
+Real account (qtickets_api.md §2.4, §6): ~126k orders of history, ~220 events, ~50 future shows. The
+tick makes the calls the refresh run's raw assets make (qtickets_assets/assets/raw.py): orders created
+and orders paid in yesterday..today (one run over the range), events for the dimension, events again
+plus one seats call per active/future show for the inventory. It must cost a number of requests set by
+today's volume, never by the history.
+"""
+
+import json
+import math
+from datetime import datetime, timedelta
+
+import pytest
+
+from qtickets_assets.qtickets.client import QTicketsClient, current_shows
+from qtickets_assets.qtickets.query import MSK, parse_instant
+from qtickets_assets.qtickets.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, Sandbox
+
+PER_PAGE = 100  # QTicketsResource.per_page
+REAL_SIZE = dict(orders_per_day=195, event_every_days=2.9)  # with 600 days of history: see the test
+HISTORY_DAYS = 600
+
+
+@pytest.fixture(scope="module")
+def real_size():
+    now = datetime.now(MSK).replace(microsecond=0)
+    box = Sandbox(opened_on=now.date() - timedelta(days=HISTORY_DAYS), clock=lambda: now, **REAL_SIZE)
+    return box, now
+
+
+def test_account_has_the_real_size(real_size):
+    box, now = real_size
+    orders = len(box.account.orders_until(now))
+    events = sum(1 for e in box.account.events if e.created_at <= now)
+    shows = len(box.polled_shows(now))
+    print(f"\nreal-size sandbox: {orders} orders, {events} events, {shows} active/future shows")
+    assert 115_000 <= orders <= 140_000 and 200 <= events <= 240 and 35 <= shows <= 70
+
+
+def test_one_tick_does_not_reread_history(real_size):
+    box, now = real_size
+    today = datetime.combine(now.date(), datetime.min.time(), MSK)
+    start, end = today - timedelta(days=1), today + timedelta(days=1)
+    box.requests.clear()
+    with QTicketsClient(SANDBOX_BASE_URL, SANDBOX_TOKEN, transport=box.transport(), per_page=PER_PAGE) as api:
+        orders = {}
+        for column in ("created_at", "payed_at"):  # stg_qtickets_api_orders_raw
+            counts = 0
+            for order in api.orders_between(column, start, end):
+                orders[order.id] = order
+                counts += 1
+            if column == "created_at":
+                created = counts
+            else:
+                paid = counts
+        events = list(api.events())  # stg_qtickets_api_events_raw
+        shows = current_shows(api.events(), now)  # stg_qtickets_api_inventory_raw
+        seats = dict(api.seats_of(show.id for _, show in shows))
+        made = api.requests_made
+    requests = list(box.requests)
+    print(f"\none tick at real size: {len(requests)} requests ({created} orders created, {paid} paid in "
+          f"yesterday..today; {len(events)} events; {len(seats)} shows polled)")
+
+    def pages(rows):
+        return max(1, math.ceil(rows / PER_PAGE))
+    assert len(requests) == made == (pages(created) + pages(paid) + 2 * pages(len(events)) + len(seats))
+    assert len(seats) == len(box.expected_inventory(now)) >= 35
+    # No history: every orders request is bounded below by yesterday's start, so the server reads days
+    # of data; and what came back is this window's orders, not the 126k of history.
+    for request in requests:
+        if request.url.path.endswith("/orders"):
+            where = json.loads(request.content)["where"]
+            lower = [parse_instant(c["value"]) for c in where if c["operator"] == ">="]
+            assert lower and min(lower) >= start
+    assert len(orders) < 2_000 and len(requests) < 120
