@@ -309,8 +309,8 @@ class QTicketsClient:
                 # A server that ignores `where` would make every run read the whole history: stop.
                 raise QTicketsError(
                     f"GET {path}: the server ignored `where` ({len(page.rows) - len(kept)} of "
-                    f"{len(page.rows)} rows on page 1 fail it) and offers all {page.total} rows; not reading them "
-                    "(check the filter format, qtickets_api.md §2.2)", path=path)
+                    f"{len(page.rows)} rows on page 1 fail it) and offers all {page.total} rows; "
+                    "not reading them (check the filter format, qtickets_api.md §2.2)", path=path)
             for row in kept:
                 yield page, row
 
