@@ -213,3 +213,17 @@ def test_instance_credentials_come_from_env_template_and_compose():
     from_compose = set(SERVICES["code"]["environment"])
     assert names <= set(ENV_SAMPLE) | from_compose, names - set(ENV_SAMPLE) - from_compose
     assert "password:" in text and "pw" not in text.replace("password", "")  # no literal secret in the file
+
+
+# --- docs/RUNBOOK.md ------------------------------------------------------------------------------------
+
+def test_runbook_covers_the_operations_and_names_files_that_exist():
+    runbook = (ROOT / "docs" / "RUNBOOK.md").read_text()
+    headings = re.findall(r"^##+ (.+)$", runbook, re.M)
+    for topic in ("Deploy", "Upgrade", "Rotate", "Backfill", "Alerts", "restore", "Scale-out"):
+        assert any(topic in heading for heading in headings), topic
+    paths = set(re.findall(r"`((?:deploy|docs|tests|clickhouse_migrations)/[\w./-]+\.\w+|Dockerfile|"
+                           r"docker-compose\.yml)`", runbook))
+    assert "deploy/dagster.yaml" in paths
+    missing = {path for path in paths if path != "deploy/.env" and not (ROOT / path).exists()}
+    assert not missing, missing
