@@ -3,7 +3,8 @@
 import json
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import httpx
 import pytest
@@ -151,12 +152,43 @@ def test_html_200_that_persists_is_an_error_naming_the_path(api, respx_mock):
 def test_one_retry_budget_per_client_so_a_dead_api_fails_fast(sleeps, respx_mock):
     route = respx_mock.get(BASE + "events").respond(502)
     with QTicketsClient(BASE, TOKEN, sleep=sleeps, retry=RetryPolicy(budget=3, max_attempts=10)) as api:
-        with pytest.raises(QTicketsError, match=r"retry budget \(3\) is spent"):
+        with pytest.raises(QTicketsError, match=r"retry budget \(3 retries"):
             api.request("events")
         assert route.call_count == 4
         with pytest.raises(QTicketsError, match="retry budget"):
             api.request("events")  # the next call does not start a new budget
         assert route.call_count == 5 and len(sleeps) == 3
+
+
+def test_time_spent_retrying_is_budgeted_too(sleeps, respx_mock):
+    respx_mock.get(BASE + "events").respond(429, headers={"Retry-After": "40"})
+    with QTicketsClient(BASE, TOKEN, sleep=sleeps, retry=RetryPolicy(max_lost_s=100)) as api:
+        with pytest.raises(QTicketsError, match=r"retry budget \(30 retries, 100 s\) is spent"):
+            api.request("events")
+    assert sleeps == [40.0, 40.0]
+
+
+def test_retry_after_as_an_http_date(api, sleeps, respx_mock):
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    respx_mock.get(BASE + "events").mock(side_effect=sequence(
+        httpx.Response(429, headers={"Retry-After": when}), ok([])))
+    api.request("events")
+    assert len(sleeps) == 1 and 25 <= sleeps[0] <= 30
+
+
+def test_events_fall_back_to_the_full_payload_when_select_is_refused(api, respx_mock):
+    def answer(request):
+        if "select" in json.loads(request.content):
+            return httpx.Response(503, json=UNKNOWN)
+        return ok([{"id": 1, "name": "A", "shows": [{"id": 2, "scheme_properties": {"seats": {}}}]}], total=1)
+    route = respx_mock.get(BASE + "events").mock(side_effect=answer)
+    events = list(api.events())
+    assert [(e.id, [s.id for s in e.shows]) for e in events] == [(1, [2])] and route.call_count == 4
+
+
+def test_seats_of_a_show_without_seats(api, respx_mock):
+    respx_mock.get(BASE + "shows/3/seats").respond(json={"data": []})
+    assert api.show_seats(3) == []
 
 
 def test_request_shape(api, respx_mock):

@@ -78,6 +78,7 @@ class RetryPolicy:
     backoff_s: float = 1.0  # first backoff; doubles per attempt, with jitter
     backoff_max_s: float = 30.0
     retry_after_max_s: float = 120.0  # a longer Retry-After fails the run instead of parking it
+    max_lost_s: float = 300.0  # per client: time spent in failed attempts and waits before retries
 
 
 @dataclass
@@ -92,6 +93,7 @@ class Page:
 class _Retry(Exception):
     def __init__(self, reason: str, delay: float | None = None, status: int | None = None, body: str = ""):
         self.reason, self.delay, self.status, self.body = reason, delay, status, body
+        self.lost_s = 0.0
 
 
 def wall_time(moment: datetime) -> str:
@@ -120,7 +122,7 @@ class QTicketsClient:
         self.per_page, self.concurrency = per_page, concurrency
         self.unfiltered_limit = unfiltered_limit  # rows we read when the server ignores `where`
         self.retry = retry or RetryPolicy()
-        self.retries_left = self.retry.budget
+        self.retries_left, self.lost_s = self.retry.budget, 0.0
         self.requests_made = 0
         self.rejects_dir = Path(rejects_dir) if rejects_dir else None
         self._token = token
@@ -151,16 +153,18 @@ class QTicketsClient:
         attempt = retries_503 = 0
         while True:
             attempt += 1
+            started = time.monotonic()
             try:
                 return self._attempt(path, body)
             except _Retry as retry:
+                retry.lost_s = time.monotonic() - started
                 if retry.status == 503:
                     retries_503 += 1
                     if retries_503 > self.retry.max_503_retries:
                         raise QTicketsError(f"GET {path}: HTTP 503 after {attempt} attempts: {retry.body}",
                                             path=path, status=503) from None
                 delay = retry.delay if retry.delay is not None else self._backoff(attempt)
-                self._spend(path, attempt, retry)
+                self._spend(path, attempt, retry, delay)
                 log.warning("GET %s: %s; retry %d in %.1f s", path, retry.reason, attempt, delay)
                 self._sleep(delay)
 
@@ -204,16 +208,19 @@ class QTicketsClient:
                                 path=path, status=status)
         return payload
 
-    def _spend(self, path: str, attempt: int, retry: _Retry) -> None:
+    def _spend(self, path: str, attempt: int, retry: _Retry, delay: float) -> None:
+        """Charge one retry (and the time it costs) to the run's budget, or fail."""
         with self._lock:
-            exhausted = self.retries_left <= 0
+            self.lost_s += retry.lost_s
+            exhausted = self.retries_left <= 0 or self.lost_s + delay > self.retry.max_lost_s
             if not exhausted:
                 self.retries_left -= 1
+                self.lost_s += delay
         detail = f": {retry.body}" if retry.body else ""
         if exhausted:
             raise QTicketsError(f"GET {path}: {retry.reason}{detail}; the run's retry budget "
-                                f"({self.retry.budget}) is spent: the API looks down", path=path,
-                                status=retry.status)
+                                f"({self.retry.budget} retries, {self.retry.max_lost_s:.0f} s) is spent: "
+                                "the API looks down", path=path, status=retry.status)
         if attempt >= self.retry.max_attempts:
             raise QTicketsError(f"GET {path}: {retry.reason}{detail}; gave up after {attempt} attempts",
                                 path=path, status=retry.status)
