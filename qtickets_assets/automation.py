@@ -162,7 +162,7 @@ def freshness_alerts(context: dg.SensorEvaluationContext, notifier: Notifier):
                        description="Every failed run -> an alert with the failed steps' errors.")
 def run_failure_alerts(context: dg.RunFailureSensorContext, notifier: Notifier):
     run = context.dagster_run
-    errors = [f"{event.step_key}: {root_error(event.step_failure_data.error)}"
+    errors = [f"{event.step_key}: {root_error(event.step_failure_data.error)[:300]}"
               for event in context.get_step_failure_events() if event.step_failure_data.error]
     text = scrub_secrets("\n".join(errors) or context.failure_event.message or "run failed")
     alert = Alert(

@@ -117,6 +117,7 @@ def test_health_is_ok_after_a_load_and_fails_when_facts_are_old_or_missing(env, 
 def test_the_daemon_never_opens_chdb_in_embedded_mode(tmp_path):
     embedded = build_definitions(Settings(qtickets_data_dir=tmp_path))
     server = build_definitions(Settings(clickhouse_dsn="http://localhost:8123"))
+    dg.Definitions.validate_loadable(server)  # the record sensors' resources resolve
     names = {sensor.name for sensor in embedded.sensors}
     assert names == {"freshness_alerts", "run_failure_alerts"}  # webhooks only, no warehouse
     assert {"meta_job_runs_ok", "meta_job_runs_failed"} <= {sensor.name for sensor in server.sensors}
