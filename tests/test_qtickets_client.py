@@ -191,6 +191,20 @@ def test_seats_of_a_show_without_seats(api, respx_mock):
     assert api.show_seats(3) == []
 
 
+def test_resource_builds_a_client_with_a_rejects_dir_and_faults(tmp_path):
+    from qtickets_assets.qtickets.resource import QTicketsResource
+    from qtickets_assets.settings import get_settings
+
+    resource = QTicketsResource(sandbox_as_of="2026-11-21T12:00:00+03:00")
+    with resource.get_client() as api:
+        assert api.rejects_dir == get_settings().qtickets_data_dir / "qtickets_rejects"
+    assert resource.sandbox().faults is None
+    flaky = QTicketsResource(sandbox_fault_rate=0.25, rejects_dir=str(tmp_path), concurrency=2)
+    assert flaky.sandbox().faults.rate == 0.25
+    with flaky.get_client() as api:
+        assert api.rejects_dir == tmp_path and api.concurrency == 2
+
+
 def test_request_shape(api, respx_mock):
     route = respx_mock.get(BASE + "orders").mock(return_value=ok([]))
     list(api.orders([{"column": "payed", "value": 1}]))

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from ..settings import get_settings
 from .client import QTicketsClient
+from .faults import Faults
 from .sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, Sandbox
 
 
@@ -23,6 +24,8 @@ class QTicketsResource(dg.ConfigurableResource):
     sandbox_opened_on: str = "2026-10-01"
     sandbox_orders_per_day: int = 120
     sandbox_event_every_days: float = 4.0
+    sandbox_fault_rate: float = Field(0.0, ge=0, le=1, description="Share of sandbox answers that are "
+                                      "injected faults (429, 5xx, slow, truncated, HTML); shows the retries.")
     sandbox_as_of: str = Field("", description="Freeze the sandbox clock at this ISO instant (replays).")
 
     @property
@@ -31,12 +34,14 @@ class QTicketsResource(dg.ConfigurableResource):
 
     def sandbox(self) -> Sandbox:
         frozen = datetime.fromisoformat(self.sandbox_as_of) if self.sandbox_as_of else None
+        faults = Faults(self.sandbox_fault_rate, seed=self.sandbox_seed) if self.sandbox_fault_rate else None
         return Sandbox(
             seed=self.sandbox_seed,
             opened_on=datetime.fromisoformat(self.sandbox_opened_on).date(),
             orders_per_day=self.sandbox_orders_per_day,
             clock=(lambda: frozen) if frozen else None,
             event_every_days=self.sandbox_event_every_days,
+            faults=faults,
         )
 
     def get_client(self) -> QTicketsClient:
