@@ -50,8 +50,12 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     as_of = settings.qtickets_sandbox_as_of
-    faults = Faults(args.fault_rate, args.fault_kinds.split(",") if args.fault_kinds else KINDS,
-                    seed=settings.qtickets_sandbox_seed) if args.fault_rate else None
+    try:
+        faults = Faults(args.fault_rate, args.fault_kinds.split(",") if args.fault_kinds else KINDS,
+                        seed=settings.qtickets_sandbox_seed) if args.fault_rate else None
+    except ValueError as error:
+        print(f"sandbox serve: {error}", file=sys.stderr)
+        return 2
     sandbox = Sandbox(seed=settings.qtickets_sandbox_seed, opened_on=settings.qtickets_partitions_start,
                       orders_per_day=settings.qtickets_sandbox_orders_per_day,
                       clock=(lambda: as_of) if as_of else None, event_every_days=args.event_every_days,

@@ -16,6 +16,7 @@ import pytest
 from qtickets_assets.qtickets.client import QTicketsClient, current_shows
 from qtickets_assets.qtickets.query import MSK, parse_instant
 from qtickets_assets.qtickets.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, Sandbox
+from tests.conftest import AS_OF
 
 PER_PAGE = 100  # QTicketsResource.per_page
 REAL_SIZE = dict(orders_per_day=195, event_every_days=2.9)  # with 600 days of history: see the test
@@ -24,7 +25,7 @@ HISTORY_DAYS = 600
 
 @pytest.fixture(scope="module")
 def real_size():
-    now = datetime.now(MSK).replace(microsecond=0)
+    now = AS_OF  # a fixed instant (mid-day): the count is reproducible
     box = Sandbox(opened_on=now.date() - timedelta(days=HISTORY_DAYS), clock=lambda: now, **REAL_SIZE)
     return box, now
 
