@@ -98,6 +98,9 @@ def test_503_traps_and_html_404_for_unknown_routes(endpoint):
     answer = http.post("orders", json={"where": [{"column": "payed", "value": 1}], "per_page": 200})
     assert answer.status_code == 503
     assert answer.json() == {"error": "Unknown error", "status": 503, "code": "UNKNOWN_ERROR", "info": []}
+    for bad in ({"where": [{"column": "id", "operator": "like", "value": 1}]}, {"perPage": "many"}):
+        answer = get(http, "orders", bad)  # what the real server does with a request it cannot run
+        assert answer.status_code == 503 and answer.json()["code"] == "UNKNOWN_ERROR"
     for method, path in [("GET", "events/24001/seats"), ("GET", "barcodes"), ("POST", "orders/filter"),
                          ("GET", "barcodes/scan/123"), ("GET", "price-shades")]:
         answer = http.request(method, path)

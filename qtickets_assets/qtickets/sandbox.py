@@ -15,6 +15,7 @@ rather than from the HTTP answers, so tests compare the warehouse with exact, in
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 from bisect import bisect_left, bisect_right
@@ -31,6 +32,7 @@ import httpx
 from .faults import Faults
 from .query import MSK, matches, parse_instant, project, select_tree
 
+log = logging.getLogger(__name__)
 SANDBOX_TOKEN = "sandbox-token"
 SANDBOX_BASE_URL = "https://sandbox.qtickets.invalid/api/rest/v1/"
 DEFAULT_PAGE_SIZE = {"orders": 50, "events": 10, "clients": 100, "discounts": 100, "promo-codes": 500}
@@ -564,6 +566,7 @@ class Sandbox:
         except SandboxError as error:
             status, body = error.status, error.body
         except (ValueError, TypeError, KeyError, AttributeError):  # a malformed body: the server's 503
+            log.info("sandbox: 503 for %s %s", request.method, request.url.path, exc_info=True)
             status, body = 503, UNKNOWN_ERROR
         if isinstance(body, str):
             response = httpx.Response(status, text=body, headers={**RESPONSE_HEADERS,
