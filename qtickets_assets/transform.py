@@ -99,15 +99,12 @@ INVENTORY_COLUMNS = [
 
 
 def inventory_rows(shows: Iterable[tuple[int, int, list[SeatRow]]], snapshot_at: datetime) -> Rows:
-    """One row per seat/offer of each polled (event_id, show_id, seats); `scope` = every polled show,
-    so a show that returned no seats still replaces its old rows."""
+    """One row per seat/offer of each polled (event_id, show_id, seats), all with the same `snapshot_at`."""
     if snapshot_at.tzinfo is None:
         raise ValueError("snapshot_at must be timezone-aware")
     columns: dict[str, list] = {name: [] for name in INVENTORY_COLUMNS}
     appenders = [columns[name].append for name in INVENTORY_COLUMNS]
-    polled = []
     for event_id, show_id, seats in shows:
-        polled.append(show_id)
         for seat in seats:
             values = (
                 show_id, event_id, seat.id, seat.root_id or seat.id, seat.zone_root_id or "",
@@ -118,4 +115,4 @@ def inventory_rows(shows: Iterable[tuple[int, int, list[SeatRow]]], snapshot_at:
             )
             for append, value in zip(appenders, values, strict=True):
                 append(value)
-    return Rows(columns, scope=polled)
+    return Rows(columns)

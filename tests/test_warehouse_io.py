@@ -16,7 +16,15 @@ from qtickets_assets.assets import marts, raw, views
 from qtickets_assets.partitions import daily_partitions
 from qtickets_assets.qtickets.models import Event, SeatRow, parse
 from qtickets_assets.transform import event_rows, inventory_rows
-from qtickets_assets.warehouse.io_manager import KEY, WINDOW_COLUMN, Rows, dedup_key, identifier, ms
+from qtickets_assets.warehouse.io_manager import (
+    KEY,
+    SCOPE_COLUMN,
+    WINDOW_COLUMN,
+    Rows,
+    dedup_key,
+    identifier,
+    ms,
+)
 from tests.test_warehouse_sales import Source, at, basket, materialize, order
 
 MSK = ZoneInfo("Europe/Moscow")
@@ -109,9 +117,10 @@ def event(
 INVENTORY = metadata_of(raw.stg_qtickets_api_inventory_raw)
 EVENTS = metadata_of(raw.stg_qtickets_api_events_raw)
 ORDERS = metadata_of(raw.stg_qtickets_api_orders_raw)
+BY_SHOW = {**INVENTORY, SCOPE_COLUMN: "show_id"}  # a partial refresh of some shows
 
 
-def test_scope_column_replaces_only_the_polled_shows(resources, clickhouse):
+def test_scope_column_replaces_only_the_shows_written(resources, clickhouse):
     first = inventory_rows(
         [
             (
@@ -127,7 +136,7 @@ def test_scope_column_replaces_only_the_polled_shows(resources, clickhouse):
         ],
         SNAPSHOT,
     )
-    result = write(resources, "stg_qtickets_api_inventory_raw", first, INVENTORY)
+    result = write(resources, "stg_qtickets_api_inventory_raw", first, BY_SHOW)
     assert (
         result.asset_materializations_for_node("stg_qtickets_api_inventory_raw")[0]
         .metadata["dagster/row_count"]
@@ -135,11 +144,11 @@ def test_scope_column_replaces_only_the_polled_shows(resources, clickhouse):
         == 4
     )
 
-    # Show 101 re-polled with a different offer set; show 100 not polled (it has started): kept as it was.
+    # Show 101 re-read with a different offer set; show 100 not in this write: kept as it was.
     second = inventory_rows(
         [(10, 101, [seat("full_A-1;2", "A-1;2", 1, 0, 1)])], SNAPSHOT + timedelta(hours=1)
     )
-    result = write(resources, "stg_qtickets_api_inventory_raw", second, INVENTORY)
+    result = write(resources, "stg_qtickets_api_inventory_raw", second, BY_SHOW)
     metadata = result.asset_materializations_for_node("stg_qtickets_api_inventory_raw")[0].metadata
     assert (metadata["dagster/row_count"].value, metadata["tombstoned_rows"].value) == (1, 1)
     live = query(
@@ -147,10 +156,15 @@ def test_scope_column_replaces_only_the_polled_shows(resources, clickhouse):
     )
     assert live == [(100, "child_A-1;1"), (100, "full_A-1;1"), (100, "full_A-1;2"), (101, "full_A-1;2")]
 
-    # A polled show that answers with no seats still replaces its old rows.
-    empty = inventory_rows([(10, 101, [])], SNAPSHOT + timedelta(hours=2))
-    write(resources, "stg_qtickets_api_inventory_raw", empty, INVENTORY)
-    assert query(clickhouse, "SELECT DISTINCT show_id FROM stg_qtickets_api_inventory_raw FINAL") == [(100,)]
+    # The product's inventory asset has no scope column: each run is a snapshot of the current shows.
+    result = write(resources, "stg_qtickets_api_inventory_raw", second, INVENTORY)
+    assert (
+        result.asset_materializations_for_node("stg_qtickets_api_inventory_raw")[0]
+        .metadata["tombstoned_rows"]
+        .value
+        == 3
+    )
+    assert query(clickhouse, "SELECT DISTINCT show_id FROM stg_qtickets_api_inventory_raw FINAL") == [(101,)]
 
 
 def test_inventory_fact_counts_each_root_once(resources, clickhouse):

@@ -199,3 +199,33 @@ def test_day_by_day_ends_in_the_same_facts_as_the_range_backfill(warehouse, tmp_
     daily = query(clickhouse, sql, first=days[0])
     assert len(daily) > 20
     assert daily == query(backfilled, sql, first=days[0])
+
+
+def test_inventory_follows_the_sandbox_as_its_clock_moves(clickhouse):
+    """Each run is a snapshot of the shows still on sale: shows that started in between leave the fact."""
+    from qtickets_assets.warehouse.io_manager import ClickHouseIOManager
+
+    inventory = [
+        raw.stg_qtickets_api_events_raw,
+        raw.stg_qtickets_api_inventory_raw,
+        marts.fact_qtickets_inventory_latest,
+    ]
+    earlier = AS_OF - timedelta(days=4)
+    for moment in (earlier, AS_OF):
+        qtickets = QTicketsResource(sandbox_opened_on=OPENED_ON, sandbox_as_of=moment.isoformat())
+        resources = {
+            "clickhouse": clickhouse,
+            "clickhouse_io": ClickHouseIOManager(clickhouse=clickhouse),
+            "qtickets": qtickets,
+        }
+        assert dg.materialize(inventory, resources=resources).success
+    sandbox = qtickets.sandbox()
+    started = set(sandbox.expected_inventory(earlier)) - set(sandbox.expected_inventory(AS_OF))
+    assert started, "no show started in between: the test would prove nothing"
+    rows = query(
+        clickhouse,
+        "SELECT show_id, event_id, capacity, free_seats, sold_seats "
+        "FROM fact_qtickets_inventory_latest FINAL",
+    )
+    got = {r[0]: {"event_id": r[1], "capacity": r[2], "free_seats": r[3], "sold_seats": r[4]} for r in rows}
+    assert got == sandbox.expected_inventory(AS_OF)

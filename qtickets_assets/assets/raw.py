@@ -8,7 +8,7 @@ from ..partitions import daily_partitions
 from ..qtickets.client import current_shows
 from ..qtickets.resource import QTicketsResource
 from ..transform import event_rows, inventory_rows, order_rows
-from ..warehouse.io_manager import KEY, SCOPE_COLUMN, WINDOW_COLUMN, Rows
+from ..warehouse.io_manager import KEY, WINDOW_COLUMN, Rows
 
 
 @dg.asset(
@@ -50,8 +50,9 @@ def stg_qtickets_api_events_raw(context: dg.AssetExecutionContext, qtickets: QTi
     io_manager_key="clickhouse_io",
     group_name="qtickets_staging",
     kinds={"clickhouse", "python"},
-    # Only the polled shows are replaced: a past show keeps its last snapshot.
-    metadata={KEY: ["show_id", "offer_id"], SCOPE_COLUMN: "show_id"},
+    # A full snapshot per run (whole-table scope): a show that has started or was deleted leaves staging
+    # and the inventory fact, so free seats count only seats that can still be sold.
+    metadata={KEY: ["show_id", "offer_id"]},
 )
 def stg_qtickets_api_inventory_raw(context: dg.AssetExecutionContext, qtickets: QTicketsResource) -> Rows:
     """Seat/offer counters (capacity, free, ordered, paid) of every active or future show, now."""

@@ -7,8 +7,8 @@ An asset returns `Rows` (columnar data). The table is the asset key's last part.
    rewrite, so a re-materialization leaves exactly a fresh computation.
 
 The scope comes from asset metadata: the partition's Moscow time window on `clickhouse/window_column`,
-or the values of `clickhouse/scope_column` that the write covers (e.g. the shows that were re-polled), or
-the whole table when neither is set (full snapshots such as events).
+or the values of `clickhouse/scope_column` present in the write (a partial refresh, e.g. of some shows), or
+the whole table when neither is set (full snapshots such as events and inventory).
 
 Row counts in metadata come from our own data: the chDB backend's insert summary is not reliable.
 """
@@ -43,13 +43,9 @@ def identifier(name: str) -> str:
 
 @dataclass
 class Rows:
-    """Column name -> values, all columns the same length.
-
-    `scope`: the values of the asset's scope column that this write covers, when they are not simply the
-    values present (a polled show that returned no seats still replaces its old rows)."""
+    """Column name -> values, all columns the same length."""
 
     columns: dict[str, list[Any]] = field(default_factory=dict)
-    scope: list[Any] | None = None
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()), []))
@@ -88,8 +84,7 @@ def _scope(metadata: dict, window: dg.TimeWindow | None, rows: Rows | None) -> t
         return window_condition(metadata[WINDOW_COLUMN], window)
     if SCOPE_COLUMN in metadata and rows is not None:
         column = identifier(metadata[SCOPE_COLUMN])
-        values = rows.scope if rows.scope is not None else rows.columns[column]
-        return f"{column} IN {{scope:Array(UInt64)}}", {"scope": sorted(set(values))}
+        return f"{column} IN {{scope:Array(UInt64)}}", {"scope": sorted(set(rows.columns[column]))}
     return "1", {}
 
 
