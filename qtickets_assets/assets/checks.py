@@ -52,8 +52,9 @@ def _unique_keys_check(
     return _check
 
 
+# Orders staging blocks: a duplicated ticket would be counted twice by a fact that still "agrees" with it.
 unique_keys = [
-    _unique_keys_check(raw.stg_qtickets_api_orders_raw, ["order_id", "basket_id"], blocking=False),
+    _unique_keys_check(raw.stg_qtickets_api_orders_raw, ["order_id", "basket_id"], blocking=True),
     _unique_keys_check(raw.stg_qtickets_api_events_raw, ["event_id", "show_id"], blocking=False),
     _unique_keys_check(raw.stg_qtickets_api_inventory_raw, ["show_id", "offer_id"], blocking=False),
     _unique_keys_check(marts.fact_qtickets_sales_daily, ["sales_date", "event_id", "show_id"], blocking=True),
