@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import dagster as dg
 import httpx
 import pytest
 
@@ -13,6 +14,7 @@ from qtickets_assets.qtickets.client import (
     QTicketsAuthError,
     QTicketsClient,
     QTicketsError,
+    RetryBudget,
     RetryPolicy,
     wall_time,
 )
@@ -203,6 +205,28 @@ def test_resource_builds_a_client_with_a_rejects_dir_and_faults(tmp_path):
     assert flaky.sandbox().faults.rate == 0.25
     with flaky.get_client() as api:
         assert api.rejects_dir == tmp_path and api.concurrency == 2
+
+
+def test_clients_of_one_run_share_the_budget(sleeps, respx_mock):
+    respx_mock.get(BASE + "events").respond(502)
+    budget = RetryBudget(RetryPolicy(budget=3, max_attempts=3))
+    first, second = (QTicketsClient(BASE, TOKEN, sleep=sleeps, budget=budget) for _ in range(2))
+    with pytest.raises(QTicketsError, match="gave up after 3 attempts"):
+        first.request("events")
+    with pytest.raises(QTicketsError, match="retry budget"):
+        second.request("events")
+    assert len(sleeps) == 3 and budget.retries_left == 0
+
+
+def test_the_resource_gives_one_budget_per_run():
+    from qtickets_assets.qtickets.resource import QTicketsResource
+
+    with dg.build_resources({"qtickets": QTicketsResource()}) as resources:
+        with resources.qtickets.get_client() as a, resources.qtickets.get_client() as b:
+            assert a.budget is b.budget
+    with dg.build_resources({"qtickets": QTicketsResource()}) as resources:
+        with resources.qtickets.get_client() as c:
+            assert c.budget is not a.budget
 
 
 def test_request_shape(api, respx_mock):

@@ -78,7 +78,27 @@ class RetryPolicy:
     backoff_s: float = 1.0  # first backoff; doubles per attempt, with jitter
     backoff_max_s: float = 30.0
     retry_after_max_s: float = 120.0  # a longer Retry-After fails the run instead of parking it
-    max_lost_s: float = 300.0  # per client: time spent in failed attempts and waits before retries
+    max_lost_s: float = 300.0  # per budget: time spent in failed attempts and waits before retries
+
+
+class RetryBudget:
+    """What a run may still spend on retries. Clients of one run share one budget, so a dead API fails
+    the run after `budget` retries (or `max_lost_s` seconds) in total, however many calls it makes."""
+
+    def __init__(self, policy: RetryPolicy):
+        self.policy = policy
+        self.retries_left, self.lost_s = policy.budget, 0.0
+        self._lock = threading.Lock()
+
+    def spend(self, lost_s: float, delay: float) -> bool:
+        """Charge one retry; False when the budget cannot pay for it."""
+        with self._lock:
+            self.lost_s += lost_s
+            if self.retries_left <= 0 or self.lost_s + delay > self.policy.max_lost_s:
+                return False
+            self.retries_left -= 1
+            self.lost_s += delay
+            return True
 
 
 @dataclass
@@ -116,13 +136,14 @@ class QTicketsClient:
     def __init__(self, base_url: str, token: str, *, transport: httpx.BaseTransport | None = None,
                  timeout_s: float = 60.0, per_page: int = 100, concurrency: int = 1,
                  retry: RetryPolicy | None = None, rejects_dir: str | Path | None = None,
-                 unfiltered_limit: int = 5_000, sleep: Callable[[float], None] = time.sleep):
+                 budget: RetryBudget | None = None, unfiltered_limit: int = 5_000,
+                 sleep: Callable[[float], None] = time.sleep):
         if concurrency < 1 or per_page < 1:
             raise ValueError("concurrency and per_page must be >= 1")
         self.per_page, self.concurrency = per_page, concurrency
         self.unfiltered_limit = unfiltered_limit  # rows we read when the server ignores `where`
-        self.retry = retry or RetryPolicy()
-        self.retries_left, self.lost_s = self.retry.budget, 0.0
+        self.budget = budget or RetryBudget(retry or RetryPolicy())
+        self.retry = self.budget.policy
         self.requests_made = 0
         self.rejects_dir = Path(rejects_dir) if rejects_dir else None
         self._token = token
@@ -210,20 +231,14 @@ class QTicketsClient:
 
     def _spend(self, path: str, attempt: int, retry: _Retry, delay: float) -> None:
         """Charge one retry (and the time it costs) to the run's budget, or fail."""
-        with self._lock:
-            self.lost_s += retry.lost_s
-            exhausted = self.retries_left <= 0 or self.lost_s + delay > self.retry.max_lost_s
-            if not exhausted:
-                self.retries_left -= 1
-                self.lost_s += delay
         detail = f": {retry.body}" if retry.body else ""
-        if exhausted:
-            raise QTicketsError(f"GET {path}: {retry.reason}{detail}; the run's retry budget "
-                                f"({self.retry.budget} retries, {self.retry.max_lost_s:.0f} s) is spent: "
-                                "the API looks down", path=path, status=retry.status)
         if attempt >= self.retry.max_attempts:
             raise QTicketsError(f"GET {path}: {retry.reason}{detail}; gave up after {attempt} attempts",
                                 path=path, status=retry.status)
+        if not self.budget.spend(retry.lost_s, delay):
+            raise QTicketsError(f"GET {path}: {retry.reason}{detail}; the run's retry budget "
+                                f"({self.retry.budget} retries, {self.retry.max_lost_s:.0f} s) is spent: "
+                                "the API looks down", path=path, status=retry.status)
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.retry.backoff_max_s, self.retry.backoff_s * 2 ** (attempt - 1))

@@ -4,10 +4,10 @@ from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from ..settings import get_settings
-from .client import QTicketsClient
+from .client import QTicketsClient, RetryBudget, RetryPolicy
 from .faults import Faults
 from .sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, Sandbox
 
@@ -28,6 +28,12 @@ class QTicketsResource(dg.ConfigurableResource):
                                       "injected faults (429, 5xx, slow, truncated, HTML); shows the retries.")
     sandbox_as_of: str = Field("", description="Freeze the sandbox clock at this ISO instant (replays).")
 
+    _budget: RetryBudget | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # One retry budget for every client of the run: a dead API fails the run fast.
+        self._budget = RetryBudget(RetryPolicy())
+
     @property
     def uses_sandbox(self) -> bool:
         return not self.base_url
@@ -45,10 +51,10 @@ class QTicketsResource(dg.ConfigurableResource):
         )
 
     def get_client(self) -> QTicketsClient:
-        """A client for one run: it carries the run's retry budget."""
+        """A client that spends the run's retry budget."""
         rejects = Path(self.rejects_dir or get_settings().qtickets_data_dir / "qtickets_rejects")
         options = dict(timeout_s=self.timeout_s, per_page=self.per_page, concurrency=self.concurrency,
-                       rejects_dir=rejects)
+                       rejects_dir=rejects, budget=self._budget)
         if self.uses_sandbox:
             transport = self.sandbox().transport()
             return QTicketsClient(SANDBOX_BASE_URL, SANDBOX_TOKEN, transport=transport, **options)
