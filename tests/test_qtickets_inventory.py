@@ -9,7 +9,7 @@ import pytest
 from qtickets_assets.qtickets.client import EVENT_SELECT, QTicketsClient, QTicketsError, current_shows
 from qtickets_assets.qtickets.models import RecordError
 from qtickets_assets.qtickets.query import select_tree, selected_only
-from qtickets_assets.qtickets.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, Sandbox
+from qtickets_assets.qtickets.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, Account, Sandbox, render_order
 from tests.conftest import AS_OF
 
 OPENED = date(2026, 10, 1)
@@ -146,6 +146,16 @@ def test_client_reads_seats_when_only_flat_is_honoured():
         rows = api.show_seats(show_id)
     truth = box.expected_inventory(AS_OF)[show_id]
     assert roll_up(rows) == {k: v for k, v in truth.items() if k != "event_id"}
+
+
+def test_the_account_at_t_does_not_depend_on_how_far_it_was_planned():
+    """Every process must see the same account: a fresh plan up to T equals one planned far beyond."""
+    far, near = Account(42, OPENED, 120), Account(42, OPENED, 120)
+    far.orders_until(AS_OF + timedelta(days=40))
+    assert [render_order(o, AS_OF) for o in near.orders_until(AS_OF)] == \
+        [render_order(o, AS_OF) for o in far.orders_until(AS_OF)]
+    other_seed = Account(43, OPENED, 120).orders_until(AS_OF)
+    assert [o.created_at for o in other_seed] != [o.created_at for o in near.orders_until(AS_OF)]
 
 
 def test_inventory_moves_with_the_clock_and_is_a_pure_function_of_time():

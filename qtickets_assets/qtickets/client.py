@@ -6,8 +6,8 @@
 - Filters are re-applied on the client: the server silently ignores what it does not understand.
 - Retries: 429 (`Retry-After`, else exponential backoff with jitter), 502/504, connect errors, timeouts,
   truncated JSON and HTML error pages; 503 at most twice (it is deterministic for a bad request);
-  401/403 never. Every retry spends one unit of the client's budget (one client per run), so a dead
-  API fails the run fast instead of hanging the schedule.
+  401/403 never. Every retry, and the time it costs, is charged to a `RetryBudget` shared by the
+  run's clients, so a dead API fails the run fast instead of hanging the schedule.
 - Errors name the path and never the token. A malformed record raises `RecordError` (record id and
   field); the page it came in is written to `rejects_dir` and the error gives the file.
 """
