@@ -89,7 +89,7 @@ def test_health_is_ok_after_a_load_and_fails_when_facts_are_old_or_missing(env, 
     assert cli.main(["health"]) == 1  # empty warehouse: no facts at all
     report = json.loads(capsys.readouterr().out)
     assert report["healthy"] is False
-    missing = {"age_s": None, "fresh": False, "last_loaded_at": None}
+    missing = {"age_s": None, "fresh": False, "refreshed_at": None}
     assert report["facts"]["fact_qtickets_sales_daily"] == missing
 
     assert cli.main(["load", "--since-hours", "6"]) == 0
@@ -102,7 +102,7 @@ def test_health_is_ok_after_a_load_and_fails_when_facts_are_old_or_missing(env, 
     # Three hours without a load: what the old /healthz/qtickets_api reported as down.
     old = datetime.now(UTC) - timedelta(hours=3)
     with clickhouse.get_client() as client:
-        for table in ("fact_qtickets_sales_daily", "fact_qtickets_inventory_latest"):
+        for table in ("fact_qtickets_sales_daily", "fact_qtickets_inventory_latest", "meta_job_runs"):
             client.command(f"TRUNCATE TABLE {table}")
         columns = ["sales_date", "event_id", "show_id", "tickets_sold", "revenue", "orders_count",
                    "refunded_tickets", "refunds_amount", "_loaded_at", "_ver", "_dedup_key"]
@@ -112,6 +112,18 @@ def test_health_is_ok_after_a_load_and_fails_when_facts_are_old_or_missing(env, 
     report = json.loads(capsys.readouterr().out)
     sales = report["facts"]["fact_qtickets_sales_daily"]
     assert sales["fresh"] is False and 3 * 3600 - 60 < sales["age_s"] < 3 * 3600 + 60
+
+    # A run over days without sales writes no fact row, but it did refresh the facts.
+    facts = {"fact_qtickets_sales_daily": 0, "fact_qtickets_inventory_latest": 0}
+    recent = datetime.now(UTC) - timedelta(minutes=5)
+    with clickhouse.get_client() as client:
+        client.insert("meta_job_runs", [["r1", "qtickets_refresh", recent, recent, "ok", "", facts, "", 1]],
+                      column_names=["run_id", "job_name", "started_at", "finished_at", "status",
+                                    "partition_range", "rows", "error", "_ver"], settings={"async_insert": 0})
+    assert cli.main(["health"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["last_run"]["run_id"] == "r1"
+    assert all(240 < fact["age_s"] < 400 for fact in report["facts"].values())
 
 
 def test_the_daemon_never_opens_chdb_in_embedded_mode(tmp_path):
@@ -123,3 +135,24 @@ def test_the_daemon_never_opens_chdb_in_embedded_mode(tmp_path):
     assert {"meta_job_runs_ok", "meta_job_runs_failed"} <= {sensor.name for sensor in server.sensors}
     assert embedded.resources["clickhouse"].record_runs is True
     assert server.resources["clickhouse"].record_runs is False
+
+
+def test_server_mode_sensor_records_a_finished_run(clickhouse, resources):
+    from qtickets_assets.assets import marts, raw
+    from qtickets_assets.runs import record_sensors
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([raw.stg_qtickets_api_orders_raw, marts.fact_qtickets_sales_daily],
+                                instance=instance, resources=resources, partition_key="2026-11-20")
+        run = instance.get_run_by_id(result.run_id)
+        success = next(record.event_log_entry.dagster_event for record in instance.get_records_for_run(
+            result.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records)
+        context = dg.build_run_status_sensor_context(
+            sensor_name="meta_job_runs_ok", dagster_event=success, dagster_instance=instance, dagster_run=run,
+            resources={"clickhouse": clickhouse})
+        record_sensors[0](context)
+        ended = datetime.fromtimestamp(instance.get_run_record_by_id(result.run_id).end_time, UTC)
+    [row] = meta_rows(clickhouse)
+    assert (row["run_id"], row["status"], row["partition_range"]) == (result.run_id, "ok", "2026-11-20")
+    assert set(row["rows"]) == {"stg_qtickets_api_orders_raw", "fact_qtickets_sales_daily"}
+    assert abs((row["finished_at"] - ended).total_seconds()) < 0.01  # the run's end, not the sensor's
