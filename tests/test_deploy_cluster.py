@@ -91,6 +91,7 @@ SAMPLES = [
     ),
     ("DROP VIEW IF EXISTS v_old", "DROP VIEW IF EXISTS v_old ON CLUSTER 'prod'"),
     ("RENAME TABLE a TO b, c TO d", "RENAME TABLE a TO b, c TO d ON CLUSTER 'prod'"),
+    ("RENAME TABLE a TO b -- swap", "RENAME TABLE a TO b ON CLUSTER 'prod' -- swap"),
     (  # already replicated, or not a MergeTree: only the cluster clause
         f"CREATE TABLE r (k UInt8) ENGINE = ReplicatedMergeTree({REPLICA_ARGS}) ORDER BY k",
         f"CREATE TABLE r ON CLUSTER 'prod' (k UInt8) ENGINE = ReplicatedMergeTree({REPLICA_ARGS}) ORDER BY k",

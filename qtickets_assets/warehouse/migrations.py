@@ -129,7 +129,8 @@ def render(statement: str, cluster: str | None) -> str:
     if head := _AFTER_NAME.match(code):
         edits.append((head.end("name"), head.end("name"), clause))
     elif _AT_END.match(code):
-        edits.append((len(statement.rstrip()), len(statement.rstrip()), clause))
+        end = len(code.rstrip())  # before a trailing comment, not inside it
+        edits.append((end, end, clause))
     else:
         raise MigrationError(f"cannot render this statement kind for a cluster: {statement[:80]}")
     for engine in _ENGINE.finditer(code):
