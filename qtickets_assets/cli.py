@@ -72,6 +72,13 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_hours(value: str) -> float:
+    hours = float(value)
+    if hours <= 0:
+        raise argparse.ArgumentTypeError("must be a number of hours above 0")
+    return hours
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     """The asset graph, in this process, over the Moscow days covering the last N hours."""
     from .loader import configure_logging, load
@@ -114,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_sandbox_serve)
 
     load = commands.add_parser("load", help="materialize the asset graph for the last N hours, in-process")
-    load.add_argument("--since-hours", type=float, default=24.0,
+    load.add_argument("--since-hours", type=_positive_hours, default=24.0,
                       help="load the Moscow days that cover the last N hours (default 24: yesterday, today)")
     load.add_argument("--dry-run", action="store_true", help="fetch, validate and transform; write nothing")
     load.add_argument("--verbose", action="store_true", help="Dagster's event log and INFO logs on stderr")
