@@ -18,6 +18,7 @@ from .automation import day_range, refresh_job
 from .runs import RANGE_END, RANGE_START, health, run_row
 from .settings import Settings
 from .warehouse.engine import EngineBusyError
+from .warehouse.io_manager import chunks
 
 EXIT_OK, EXIT_FAILED, EXIT_UNKNOWN = 0, 1, 3
 
@@ -38,7 +39,7 @@ class DryRunIOManager(dg.IOManager):
     """Counts what the staging assets would write, and writes nothing."""
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
-        context.add_output_metadata({"dagster/row_count": len(obj)})
+        context.add_output_metadata({"dagster/row_count": sum(len(chunk) for chunk in chunks(obj))})
 
     def load_input(self, context: dg.InputContext):
         raise NotImplementedError("a dry run does not read the warehouse")

@@ -1,6 +1,8 @@
 """Raw assets: QTickets API -> ClickHouse staging tables (written by the ClickHouse IO manager)."""
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from itertools import chain, islice
 
 import dagster as dg
 
@@ -8,7 +10,9 @@ from ..partitions import daily_partitions
 from ..qtickets.client import current_shows
 from ..qtickets.resource import QTicketsResource
 from ..transform import event_rows, inventory_rows, order_rows
-from ..warehouse.io_manager import KEY, WINDOW_COLUMN, Rows
+from ..warehouse.io_manager import KEY, WINDOW_COLUMN, Rows, RowStream
+
+ORDERS_PER_CHUNK = 10_000  # ~25k tickets per insert: large for ClickHouse, small for memory
 
 
 @dg.asset(
@@ -19,17 +23,28 @@ from ..warehouse.io_manager import KEY, WINDOW_COLUMN, Rows
     kinds={"clickhouse", "python"},
     metadata={KEY: ["order_id", "basket_id"], WINDOW_COLUMN: "order_created_at"},
 )
-def stg_qtickets_api_orders_raw(context: dg.AssetExecutionContext, qtickets: QTicketsResource) -> Rows:
+def stg_qtickets_api_orders_raw(
+    context: dg.AssetExecutionContext, qtickets: QTicketsResource
+) -> RowStream:
     """One row per ticket (basket) of the orders created in the partition's Moscow days, plus the
-    orders paid in those days whatever their creation date (a late payment updates its older row)."""
-    window = context.partition_time_window
-    orders = {}
+    orders paid in those days but created earlier (a late payment updates its older row).
+
+    Streams: the IO manager writes chunk by chunk, so a backfill of any range runs in flat memory."""
+    return RowStream(_order_chunks(qtickets, context.partition_time_window, context.log))
+
+
+def _order_chunks(qtickets: QTicketsResource, window: dg.TimeWindow, log) -> Iterator[Rows]:
     with qtickets.get_client() as client:
-        for column in ("created_at", "payed_at"):
-            for order in client.orders_between(column, window.start, window.end):
-                orders[order.id] = order
-    context.log.info(f"{len(orders)} orders for {window.start:%Y-%m-%d}..{window.end:%Y-%m-%d}")
-    return order_rows(orders[key] for key in sorted(orders))
+        created = client.orders_between("created_at", window.start, window.end)
+        paid_late = (
+            order for order in client.orders_between("payed_at", window.start, window.end)
+            if order.created_at < window.start  # created inside the window: already in `created`
+        )
+        orders, total = chain(created, paid_late), 0
+        while batch := list(islice(orders, ORDERS_PER_CHUNK)):
+            total += len(batch)
+            yield order_rows(batch)
+    log.info(f"{total} orders for {window.start:%Y-%m-%d}..{window.end:%Y-%m-%d}")
 
 
 @dg.asset(

@@ -1,8 +1,9 @@
 """Versioned writes into ClickHouse: the IO manager for the staging assets and `rebuild` for SQL marts.
 
-An asset returns `Rows` (columnar data). The table is the asset key's last part. Each write:
+An asset returns `Rows` (columnar data), or a `RowStream` of `Rows` chunks so a long backfill runs
+in flat memory. The table is the asset key's last part. Each write:
 1. stamps `_ver` (one value per write, increasing), `_dedup_key` (hash of the business key only) and
-   `_loaded_at`, and inserts in one columnar batch with `async_insert=0`;
+   `_loaded_at`, and inserts each chunk as one columnar batch with `async_insert=0`;
 2. tombstones (`_deleted = 1`, same `_ver`) every live row in the write's scope that this write did not
    rewrite, so a re-materialization leaves exactly a fresh computation.
 
@@ -16,6 +17,7 @@ Row counts in metadata come from our own data: the chDB backend's insert summary
 import hashlib
 import re
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +53,26 @@ class Rows:
         return len(next(iter(self.columns.values()), []))
 
 
+@dataclass
+class RowStream:
+    """`Rows` produced chunk by chunk, written as they come."""
+
+    chunks: Iterable[Rows]
+
+
+def chunks(obj: Rows | RowStream) -> Iterator[Rows]:
+    """The chunks of an asset's output, whether it returned one `Rows` or a stream of them."""
+    if isinstance(obj, Rows):
+        yield obj
+        return
+    if not isinstance(obj, RowStream):
+        raise TypeError(f"expected Rows or RowStream, got {type(obj).__name__}")
+    for chunk in obj.chunks:
+        if not isinstance(chunk, Rows):
+            raise TypeError(f"expected Rows chunks, got {type(chunk).__name__}")
+        yield chunk
+
+
 def dedup_key(*parts: object) -> int:
     """Stable 64-bit hash of a business key (never of mutable values)."""
     raw = "\x1f".join(str(part) for part in parts).encode()
@@ -78,13 +100,15 @@ def window_condition(column: str, window: dg.TimeWindow) -> tuple[str, dict[str,
     )
 
 
-def _scope(metadata: dict, window: dg.TimeWindow | None, rows: Rows | None) -> tuple[str, dict[str, Any]]:
+def _scope(
+    metadata: dict, window: dg.TimeWindow | None, scope_values: set | None
+) -> tuple[str, dict[str, Any]]:
     """SQL condition (and its parameters) selecting the rows a write replaces."""
     if window is not None:
         return window_condition(metadata[WINDOW_COLUMN], window)
-    if SCOPE_COLUMN in metadata and rows is not None:
+    if SCOPE_COLUMN in metadata and scope_values is not None:
         column = identifier(metadata[SCOPE_COLUMN])
-        return f"{column} IN {{scope:Array(UInt64)}}", {"scope": sorted(set(rows.columns[column]))}
+        return f"{column} IN {{scope:Array(UInt64)}}", {"scope": sorted(scope_values)}
     return "1", {}
 
 
@@ -142,15 +166,38 @@ class ClickHouseIOManager(dg.ConfigurableIOManager):
 
     clickhouse: dg.ResourceDependency[ClickHouseResource]
 
-    def handle_output(self, context: dg.OutputContext, obj: Rows) -> None:
-        if not isinstance(obj, Rows):
-            raise TypeError(f"{context.asset_key.to_user_string()}: expected Rows, got {type(obj).__name__}")
+    def handle_output(self, context: dg.OutputContext, obj: Rows | RowStream) -> None:
         table = identifier(context.asset_key.path[-1])
         metadata = context.definition_metadata or {}
-        key_columns = metadata[KEY]
-        version = new_version()
-        count = len(obj)
-        columns = dict(obj.columns)
+        scope_column = metadata.get(SCOPE_COLUMN)
+        version, count, scope_values = new_version(), 0, set()
+        with self.clickhouse.get_client() as client:
+            insert_context = None
+            for chunk in chunks(obj):
+                columns = self._stamp(table, metadata[KEY], chunk, version)
+                if not len(chunk):
+                    continue
+                if insert_context is None:  # one DESCRIBE per write, not per chunk
+                    insert_context = client.create_insert_context(
+                        table, column_names=list(columns), column_oriented=True, settings=INSERT_SETTINGS
+                    )
+                insert_context.data = list(columns.values())
+                client.insert(context=insert_context)
+                count += len(chunk)
+                if scope_column:
+                    scope_values.update(chunk.columns[scope_column])
+            window = context.asset_partitions_time_window if context.has_asset_partitions else None
+            where, parameters = _scope(metadata, window, scope_values if scope_column else None)
+            tombstoned = tombstone_stale(client, table, where, parameters, version)
+        context.add_output_metadata(
+            {"dagster/row_count": count, "tombstoned_rows": tombstoned, "clickhouse/version": version}
+        )
+
+    @staticmethod
+    def _stamp(table: str, key_columns: list[str], rows: Rows, version: int) -> dict[str, list[Any]]:
+        """The chunk's columns plus `_dedup_key`, `_ver` and `_loaded_at`, validated."""
+        count = len(rows)
+        columns = dict(rows.columns)
         for name in columns:
             identifier(name)
         if any(len(values) != count for values in columns.values()):
@@ -159,21 +206,7 @@ class ClickHouseIOManager(dg.ConfigurableIOManager):
         columns["_dedup_key"] = [dedup_key(*key) for key in keys]
         columns["_ver"] = [version] * count
         columns["_loaded_at"] = [datetime.now(UTC)] * count
-        window = context.asset_partitions_time_window if context.has_asset_partitions else None
-        where, parameters = _scope(metadata, window, obj)
-        with self.clickhouse.get_client() as client:
-            if count:
-                client.insert(
-                    table,
-                    data=list(columns.values()),
-                    column_names=list(columns),
-                    column_oriented=True,
-                    settings=INSERT_SETTINGS,
-                )
-            tombstoned = tombstone_stale(client, table, where, parameters, version)
-        context.add_output_metadata(
-            {"dagster/row_count": count, "tombstoned_rows": tombstoned, "clickhouse/version": version}
-        )
+        return columns
 
     def load_input(self, context: dg.InputContext) -> pa.Table:
         upstream = context.upstream_output
