@@ -65,7 +65,9 @@ def test_load_waits_for_another_process_then_succeeds(tmp_path, clickhouse):
         assert load.poll() is None  # still waiting, not failed
     finally:
         holder.communicate("release\n", timeout=30)
-    stdout, _ = load.communicate(timeout=120)
+    # Not communicate(): it would read stderr too, racing the thread that collects it.
+    stdout = load.stdout.read()
+    load.wait(timeout=120)
     assert wait_for(stderr, "is free again; continuing", seen, timeout_s=5), "".join(seen)
     assert load.returncode == 0, "".join(seen)
     summary = json.loads(stdout)
