@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
+
+import orjson
 
 from .qtickets.models import Event, Order, SeatRow
 from .warehouse.io_manager import Rows
@@ -26,7 +27,7 @@ NO_BASKET = (
 
 
 def _json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return orjson.dumps(value).decode()
 
 
 def order_rows(orders: Iterable[Order]) -> Rows:

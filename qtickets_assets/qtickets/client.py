@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import httpx
+import orjson
 
 from .models import Event, Model, Order, RecordError, SeatRow, Show, parse
 from .query import matches, select_tree, selected_only
@@ -198,34 +199,38 @@ class QTicketsClient:
             raise _Retry(f"timeout ({type(error).__name__})") from None
         except httpx.TransportError as error:  # connect errors, dropped connections
             raise _Retry(f"transport error ({type(error).__name__}: {self._redact(str(error))})") from None
-        status, text = response.status_code, self._redact(response.text)
+        status = response.status_code
+
+        def body(limit: int) -> str:  # only error paths decode and redact the body
+            return self._redact(response.text)[:limit]
+
         if status in (401, 403):
             raise QTicketsAuthError(
                 f"GET {path}: HTTP {status}: the API rejected the token; check QTICKETS_API_TOKEN "
-                f"(not retried): {text[:300]}", path=path, status=status)
+                f"(not retried): {body(300)}", path=path, status=status)
         content_type = response.headers.get("Content-Type", "")
-        if "html" in content_type or text.lstrip()[:1] == "<":
+        if "html" in content_type or response.content.lstrip()[:1] == b"<":
             if status == 404:  # the server's page for a route that does not exist
                 raise QTicketsError(f"GET {path}: HTTP 404 with an HTML page: no such API route",
                                     path=path, status=404)
-            raise _Retry(f"HTTP {status} with an HTML page instead of JSON", status=status, body=text[:300])
+            raise _Retry(f"HTTP {status} with an HTML page instead of JSON", status=status, body=body(300))
         if status == 429:
             raise _Retry("HTTP 429 (rate limited)", self._retry_after(path, response), status)
         if status in (502, 504):
-            raise _Retry(f"HTTP {status}", status=status, body=text[:300])
+            raise _Retry(f"HTTP {status}", status=status, body=body(300))
         if status == 503:
-            raise _Retry("HTTP 503", status=503, body=text[:500])
+            raise _Retry("HTTP 503", status=503, body=body(500))
         if status == 404:
-            raise QTicketsNotFound(f"GET {path}: HTTP 404: {text[:300]}", path=path, status=404)
+            raise QTicketsNotFound(f"GET {path}: HTTP 404: {body(300)}", path=path, status=404)
         if status != 200:
-            raise QTicketsError(f"GET {path}: HTTP {status}: {text[:500]}", path=path, status=status)
+            raise QTicketsError(f"GET {path}: HTTP {status}: {body(500)}", path=path, status=status)
         try:
-            payload = response.json()
-        except ValueError:
+            payload = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
             raise _Retry(f"invalid or truncated JSON ({len(response.content)} bytes)", status=status,
-                         body=text[:300]) from None
+                         body=body(300)) from None
         if not isinstance(payload, dict) or "data" not in payload:
-            raise QTicketsError(f"GET {path}: HTTP 200 without a `data` envelope: {text[:300]}",
+            raise QTicketsError(f"GET {path}: HTTP 200 without a `data` envelope: {body(300)}",
                                 path=path, status=status)
         return payload
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
@@ -193,11 +194,18 @@ def parse(model: type[M], record: Any, source: str = "") -> M:
 
 def _keep_raw(model: Model, record: dict[str, Any]) -> None:
     model._raw = record
-    for name in type(model).model_fields:
-        value, raw = getattr(model, name), record.get(name)
-        if isinstance(value, Model) and isinstance(raw, dict):
-            _keep_raw(value, raw)
-        elif isinstance(value, list) and isinstance(raw, list):
-            for item, raw_item in zip(value, raw, strict=False):
+    for name in _field_names(type(model)):
+        raw = record.get(name)
+        if isinstance(raw, dict):
+            value = getattr(model, name)
+            if isinstance(value, Model):
+                _keep_raw(value, raw)
+        elif isinstance(raw, list) and raw:
+            for item, raw_item in zip(getattr(model, name), raw, strict=False):
                 if isinstance(item, Model) and isinstance(raw_item, dict):
                     _keep_raw(item, raw_item)
+
+
+@cache
+def _field_names(model: type[Model]) -> tuple[str, ...]:
+    return tuple(model.model_fields)  # pydantic's accessor is slow on a hot path: read it once per class
