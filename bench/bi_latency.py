@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -19,9 +20,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
-
-from qtickets_assets.assets import marts
-from qtickets_assets.warehouse.resource import ClickHouseResource
+from common import load
 
 warnings.filterwarnings("ignore")
 
@@ -35,7 +34,8 @@ SELECT
     number + 1 AS basket_id,
     24000 + intDiv(order_id % 300, 3) AS event_id,
     300000 + order_id % 300 AS show_id,
-    toDateTime64({start:DateTime}, 3, 'Europe/Moscow') + toIntervalSecond(intDiv(order_id * {days:UInt32} * 86400, {orders:UInt64})) AS created,
+    toDateTime64({start:DateTime}, 3, 'Europe/Moscow')
+        + toIntervalSecond(intDiv(order_id * {days:UInt32} * 86400, {orders:UInt64})) AS created,
     created AS order_updated_at,
     order_id % 5 != 0 AS payed,
     if(payed, created + toIntervalMinute(order_id % 30), NULL) AS payed_at,
@@ -46,17 +46,23 @@ FROM numbers({tickets:UInt64})
 """
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tickets", type=int, default=10_000_000)
     parser.add_argument("--days", type=int, default=400)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.smoke:
         args.tickets, args.days, args.repeat = 20_000, 20, 2
     end = date.today() + timedelta(days=1)
     start = end - timedelta(days=args.days + 1)
+    # Read at the first import of qtickets_assets: the daily partitions must cover the filled days.
+    os.environ.setdefault("QTICKETS_PARTITIONS_START", start.isoformat())
+    from qtickets_assets.assets import marts
+    from qtickets_assets.warehouse.resource import ClickHouseResource
+
+    loads = [load()]
     with tempfile.TemporaryDirectory() as tmp:
         clickhouse = ClickHouseResource(dsn=f"chdb://{Path(tmp) / 'ch'}")
         with clickhouse.get_client() as client:
@@ -83,9 +89,9 @@ def main() -> None:
                     samples.append(time.perf_counter() - began)
                 timings[view] = {"median_ms": round(statistics.median(samples) * 1000, 1), "rows": len(rows)}
             fact_rows = client.query("SELECT count() FROM fact_qtickets_sales_daily FINAL").result_rows[0][0]
-    print(json.dumps({"tickets": args.tickets, "fact_rows": fact_rows, "fill_s": round(fill_s, 1),
-                      "facts_s": round(facts_s, 1), **timings}))
+    return {"tickets": args.tickets, "fact_rows": fact_rows, "fill_s": round(fill_s, 1),
+            "facts_s": round(facts_s, 1), **timings, "repeat": args.repeat, "loadavg": loads + [load()]}
 
 
 if __name__ == "__main__":
-    main()
+    print(json.dumps(main()))

@@ -1,0 +1,118 @@
+"""Shared by the bench scripts: the sandbox on a real local port in its own process, machine load, RSS."""
+
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+CLI = Path(sys.executable).with_name("qtickets-assets")
+SANDBOX_TOKEN = "sandbox-token"  # qtickets_assets.qtickets.sandbox.SANDBOX_TOKEN (kept import-free here)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS of this process so far (Linux: ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sandbox_env(opened_on: str, orders_per_day: int, as_of: datetime) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "QTICKETS_ENV_FILE"}
+    env.update(QTICKETS_PARTITIONS_START=opened_on, QTICKETS_SANDBOX_ORDERS_PER_DAY=str(orders_per_day),
+               QTICKETS_SANDBOX_AS_OF=as_of.isoformat())
+    return env
+
+
+def history(orders: int, per_day: int, now: datetime) -> tuple[str, datetime]:
+    """(first day, frozen clock) for an account of about `orders` orders ending before `now`'s day, so
+    every day of it is an existing daily partition."""
+    days = max(1, round(orders / per_day))
+    end = datetime.combine(now.date(), datetime.min.time(), now.tzinfo) - timedelta(minutes=1)
+    return (end - timedelta(days=days)).date().isoformat(), end
+
+
+@contextmanager
+def serve_sandbox(opened_on: str, orders_per_day: int, as_of: datetime, event_every_days: float = 4.0,
+                  kind: str = "cli") -> Iterator[tuple[str, int]]:
+    """The sandbox on a local port in a separate process: `qtickets-assets sandbox serve` (kind "cli") or
+    bench/indexed_sandbox.py (kind "indexed": same answers, listings filtered once, not once a page).
+    Yields (base_url, orders in the account). The account is planned by a first request, before anything
+    is timed. Sales stop when events sell out: a big daily volume needs events often."""
+    port = free_port()
+    server = [str(CLI), "sandbox", "serve"]
+    if kind == "indexed":
+        server = [sys.executable, str(BENCH / "indexed_sandbox.py")]
+    process = subprocess.Popen(
+        [*server, "--port", str(port), "--event-every-days", str(event_every_days)],
+        env=sandbox_env(opened_on, orders_per_day, as_of),
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+    )
+    try:
+        line = process.stdout.readline()
+        if "sandbox QTickets API at" not in line:
+            raise RuntimeError(f"sandbox did not start: {line!r}")
+        base_url = line.split(" at ", 1)[1].split()[0]
+        for _ in range(100):
+            try:
+                response = httpx.request("GET", base_url + "orders", json={"perPage": 1},
+                                         headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"}, timeout=600)
+                break
+            except httpx.ConnectError:
+                time.sleep(0.1)
+        total = json.loads(response.content)["paging"]["total"]
+        yield base_url, total
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def run_watched(command: list[str], cap_mb: float, **popen) -> dict:
+    """Run `command`; kill it if its RSS passes `cap_mb` (the machine has no swap). Returns its exit code,
+    output, peak RSS (its own `wait4` rusage) and whether the watchdog killed it."""
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    child = subprocess.Popen(command, stdout=out, stderr=err, text=True, **popen)
+    killed, done = threading.Event(), threading.Event()
+
+    def watchdog() -> None:  # reads /proc only: reaping is left to wait4 below
+        status = Path(f"/proc/{child.pid}/status")
+        while not done.is_set():
+            try:
+                rss_kb = next(int(line.split()[1]) for line in status.read_text().splitlines()
+                              if line.startswith("VmRSS:"))
+            except (OSError, StopIteration):
+                return
+            if rss_kb / 1024 > cap_mb:
+                killed.set()
+                os.kill(child.pid, signal.SIGKILL)
+                return
+            time.sleep(0.2)
+
+    threading.Thread(target=watchdog, daemon=True).start()
+    _, status, usage = os.wait4(child.pid, 0)
+    done.set()
+    child.returncode = os.waitstatus_to_exitcode(status)
+    out.seek(0), err.seek(0)
+    return {"returncode": child.returncode, "stdout": out.read(), "stderr": err.read(),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024), "killed": killed.is_set()}

@@ -1,0 +1,196 @@
+"""End to end over HTTP against a peer: the sandbox on a real local port (`qtickets-assets sandbox serve`,
+its own process, clock frozen), the same request for both: every order, `orderBy id asc`, --per-page a page.
+
+- ours: `QTicketsClient.orders()` (retries, paging rules, `where` re-check, pydantic models) -> the staging
+  transform (`order_rows`) -> chDB, one insert per --batch orders, stamped as the IO manager stamps;
+- ours_c4: the same with `concurrency=4` (pages fetched 4 at a time, overlapping the server's work);
+- dlt: `rest_api` source, GET with a JSON body, page_number paginator on the body's `page`, stopping on the
+  first empty page, into duckdb (dlt normalizes baskets into a child table). dlt runs in a subprocess of
+  the interpreter given by --dlt-python (a venv with `dlt[duckdb]`: the `bench` extra); it times only
+  `pipeline.run`; its peak RSS is reported too.
+
+Why not the Dagster asset: the asset reads orders created and orders paid in the range (`where` on
+created_at / payed_at); the sandbox filters the whole slice for every page it serves (O(n) a page), so over
+200k orders the server, not the client, would be measured. README.md has the asset's number at 24k orders.
+
+Medians of --repeat runs, alternating; ratios per repeat (same run), then their median.
+
+    .venv/bin/python bench/e2e_vs_dlt.py --orders 200000 --repeat 3 --dlt-python /tmp/dltv/bin/python
+    .venv/bin/python bench/e2e_vs_dlt.py --smoke
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from common import SANDBOX_TOKEN, history, load, run_watched, serve_sandbox
+
+DLT_RUN = """
+import json, sys, time
+import dlt
+from dlt.sources.rest_api import rest_api_source
+
+base_url, token, workdir, per_page = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+source = rest_api_source({
+    "client": {
+        "base_url": base_url,
+        "auth": {"type": "bearer", "token": token},
+        "paginator": {"type": "page_number", "base_page": 1, "page_body_path": "page", "total_path": None,
+                      "stop_after_empty_page": True},
+    },
+    "resources": [{
+        "name": "orders",
+        "endpoint": {"path": "orders", "method": "GET", "data_selector": "data",
+                     "json": {"perPage": per_page, "orderBy": {"id": "asc"}}},
+    }],
+})
+pipeline = dlt.pipeline(pipeline_name="qtickets_bench", pipelines_dir=workdir + "/pipelines",
+                        destination=dlt.destinations.duckdb(workdir + "/bench.duckdb"),
+                        dataset_name="qtickets")
+started = time.perf_counter()
+pipeline.run(source)
+elapsed = time.perf_counter() - started
+with pipeline.sql_client() as sql:
+    orders = sql.execute_sql("SELECT count(*) FROM orders")[0][0]
+    tickets = sql.execute_sql("SELECT count(*) FROM orders__baskets")[0][0]
+print(json.dumps({"seconds": elapsed, "orders": orders, "tickets": tickets}))
+"""
+
+
+def dlt_available(python: str) -> bool:
+    probe = subprocess.run([python, "-c", "import dlt, duckdb"], capture_output=True) if python else None
+    return probe is not None and probe.returncode == 0
+
+
+def run_dlt(python: str, base_url: str, per_page: int, cap_mb: float) -> dict:
+    workdir = tempfile.mkdtemp(prefix="bench-dlt-")
+    try:
+        env = {**os.environ, "RUNTIME__LOG_LEVEL": "WARNING", "DLT_DATA_DIR": workdir,
+               "RUNTIME__DLTHUB_TELEMETRY": "false"}
+        run = run_watched([python, "-c", DLT_RUN, base_url, SANDBOX_TOKEN, workdir, str(per_page)], cap_mb,
+                          env=env, cwd=workdir)
+        if run["killed"] or run["returncode"]:
+            raise RuntimeError(f"dlt failed (killed over {cap_mb} MB: {run['killed']}): "
+                               f"{run['stderr'][-2000:]}")
+        return {**json.loads(run["stdout"].strip().splitlines()[-1]), "peak_rss_mb": run["peak_rss_mb"]}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_ours(base_url: str, per_page: int, concurrency: int, batch: int) -> dict:
+    """Our client's full read (dlt's request) -> models -> transform -> chDB, `batch` orders an insert."""
+    from datetime import UTC
+
+    from qtickets_assets.qtickets.client import QTicketsClient
+    from qtickets_assets.transform import order_rows
+    from qtickets_assets.warehouse.engine import INSERT_SETTINGS
+    from qtickets_assets.warehouse.io_manager import dedup_key, new_version
+    from qtickets_assets.warehouse.resource import ClickHouseResource
+
+    def insert(client, orders) -> None:  # the IO manager's stamping, minus its whole-scope tombstones
+        columns = dict(order_rows(orders).columns)
+        count = len(columns["order_id"])
+        columns["_dedup_key"] = [dedup_key(o, b) for o, b in zip(columns["order_id"], columns["basket_id"],
+                                                                 strict=True)]
+        columns["_ver"] = [version] * count
+        columns["_loaded_at"] = [datetime.now(UTC)] * count
+        client.insert("stg_qtickets_api_orders_raw", data=list(columns.values()), column_names=list(columns),
+                      column_oriented=True, settings=INSERT_SETTINGS)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        clickhouse = ClickHouseResource(dsn=f"chdb://{Path(tmp) / 'ch'}")
+        clickhouse.migrate()  # schema first: not part of the timed run
+        version = new_version()
+        with clickhouse.get_client() as client:
+            started = time.perf_counter()
+            with QTicketsClient(base_url, SANDBOX_TOKEN, per_page=per_page, concurrency=concurrency) as api:
+                pending = []
+                for order in api.orders():
+                    pending.append(order)
+                    if len(pending) >= batch:
+                        insert(client, pending)
+                        pending = []
+                if pending:
+                    insert(client, pending)
+            elapsed = time.perf_counter() - started
+            orders, tickets = client.query(
+                "SELECT uniqExact(order_id), count() FROM stg_qtickets_api_orders_raw FINAL"
+            ).result_rows[0]
+    return {"seconds": elapsed, "orders": orders, "tickets": tickets}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--orders", type=int, default=200_000)
+    parser.add_argument("--per-day", type=int, default=2_000)
+    parser.add_argument("--event-every-days", type=float, default=0.25, help="sandbox: enough events to sell")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--per-page", type=int, default=100,
+                        help="page size of both (QTicketsResource's default)")
+    parser.add_argument("--dlt-python", default=shutil.which("python", path=str(Path(sys.executable).parent)))
+    parser.add_argument("--dlt-cap-mb", type=float, default=8_000, help="kill dlt above this RSS (no swap)")
+    parser.add_argument("--sandbox", choices=("indexed", "cli"), default="indexed",
+                        help="bench/indexed_sandbox.py or `qtickets-assets sandbox serve` (O(n) a page)")
+    parser.add_argument("--runners", default="ours,ours_c4,dlt", help="comma-separated subset")
+    parser.add_argument("--batch", type=int, default=5_000, help="ours: orders per insert")
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args(argv)
+    runners = args.runners.split(",")
+    if args.smoke:
+        args.orders, args.per_day, args.repeat, args.sandbox = 600, 300, 1, "cli"
+        runners = [name for name in runners if name != "ours_c4"]
+    warnings.filterwarnings("ignore")
+    first_day, as_of = history(args.orders, args.per_day, datetime.now(ZoneInfo("Europe/Moscow")))
+    # Our partitions must start with the account (read at import of qtickets_assets).
+    os.environ["QTICKETS_PARTITIONS_START"] = first_day
+    os.environ.pop("QTICKETS_ENV_FILE", None)
+    with_dlt = dlt_available(args.dlt_python)
+    runs: dict[str, list[float]] = {"ours": [], "ours_c4": [], "dlt": []}
+    counts: dict[str, dict] = {}
+    sandbox = serve_sandbox(first_day, args.per_day, as_of.astimezone(UTC), args.event_every_days,
+                            args.sandbox)
+    with sandbox as (base_url, total):
+        loads = [load()]
+        for _ in range(args.repeat):
+            for name, runner in (
+                ("ours", lambda: run_ours(base_url, args.per_page, 1, args.batch)),
+                ("ours_c4", lambda: run_ours(base_url, args.per_page, 4, args.batch)),
+                ("dlt", lambda: run_dlt(args.dlt_python, base_url, args.per_page, args.dlt_cap_mb)),
+            ):
+                if name not in runners or (name == "dlt" and not with_dlt):
+                    continue
+                outcome = runner()
+                runs[name].append(outcome["seconds"])
+                counts[name] = {k: v for k, v in outcome.items() if k != "seconds"}
+            loads.append(load())
+    days = (as_of.date() - datetime.fromisoformat(first_day).date()).days + 1
+    report = {"sandbox": args.sandbox, "account_orders": total, "days": days, "repeat": args.repeat,
+              "loadavg": loads}
+    for name, seconds in runs.items():
+        if seconds:
+            median = statistics.median(seconds)
+            report[name] = {"median_s": round(median, 2), "runs_s": [round(s, 2) for s in seconds],
+                            "orders_per_s": round(total / median), **counts[name]}
+    if with_dlt and runs["dlt"]:
+        # Ratio per repeat (same run), then the median of those.
+        for name in ("ours", "ours_c4"):
+            if runs[name]:
+                    report[f"{name}_over_dlt"] = round(statistics.median(
+                    d / o for d, o in zip(runs["dlt"], runs[name], strict=True)), 2)
+    elif "dlt" in runners:
+        report["dlt"] = f"skipped: no dlt in {args.dlt_python} (pip install -e '.[bench]' or --dlt-python)"
+    return report
+
+
+if __name__ == "__main__":
+    print(json.dumps(main()))

@@ -1,0 +1,161 @@
+"""One 15-minute tick through Dagster, in-process, at the size of the observed real account, with network
+latency: the `qtickets_refresh` job (whole graph, partition range yesterday..today in one run, as the
+schedule asks) against the sandbox with --latency-ms added to every request (an httpx transport that
+sleeps before answering, so concurrent requests overlap as on a real network).
+
+Account shape `real` (qtickets_api.md §2.4, §6; tests/test_qtickets_tick.py): ~126k orders over 600 days
+(195/day), ~220 events, ~50 active/future shows. (The sandbox cannot also give 750 orders/day with only
+~50 live shows: its events sell out; each extra 100 orders in the range costs one more page per pass.)
+The clock is frozen mid-day (12:00 Moscow, yesterday: every partition exists). One warm-up tick (schema,
+first fill) is not timed; then --repeat ticks; medians of wall time, requests and response bytes.
+
+    .venv/bin/python bench/tick.py --repeat 5
+    .venv/bin/python bench/tick.py --concurrency 4   # QTicketsResource.concurrency
+    .venv/bin/python bench/tick.py --smoke
+"""
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+import warnings
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import httpx
+from common import load
+
+MSK = ZoneInfo("Europe/Moscow")
+SHAPES = {"real": dict(days=600, orders_per_day=195, event_every_days=2.9),
+          "smoke": dict(days=20, orders_per_day=50, event_every_days=4.0)}
+
+
+class Wire:
+    """Requests and response bytes seen by the transports of this process."""
+
+    def __init__(self) -> None:
+        self.lock, self.requests, self.bytes, self.orders_lower_bounds = threading.Lock(), 0, 0, []
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests, self.bytes, self.orders_lower_bounds = 0, 0, []
+
+
+WIRE = Wire()
+
+
+class SlowTransport(httpx.BaseTransport):
+    def __init__(self, inner: httpx.BaseTransport, latency_s: float):
+        self.inner, self.latency_s = inner, latency_s
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        time.sleep(self.latency_s)
+        response = self.inner.handle_request(request)
+        response.read()
+        with WIRE.lock:
+            WIRE.requests += 1
+            WIRE.bytes += len(response.content)
+            if request.url.path.endswith("/orders"):
+                where = json.loads(request.content).get("where") or []
+                WIRE.orders_lower_bounds += [c["value"] for c in where if c["operator"] in (">", ">=")]
+        return response
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="real")
+    parser.add_argument("--latency-ms", type=float, default=200.0)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.shape, args.repeat, args.latency_ms = "smoke", 1, 5.0
+    shape = SHAPES[args.shape]
+    today = datetime.now(MSK).date()
+    now = datetime.combine(today - timedelta(days=1), datetime.min.time(), MSK) + timedelta(hours=12)
+    opened_on = (now - timedelta(days=shape["days"])).date()
+    tmp = tempfile.TemporaryDirectory()
+    # Read at the first import of qtickets_assets: the daily partitions start with the account.
+    os.environ.setdefault("QTICKETS_PARTITIONS_START", opened_on.isoformat())
+    warnings.filterwarnings("ignore")
+
+    import dagster as dg
+
+    from qtickets_assets import automation
+    from qtickets_assets.assets import checks, marts, raw, views
+    from qtickets_assets.qtickets.client import QTicketsClient
+    from qtickets_assets.qtickets.resource import QTicketsResource
+    from qtickets_assets.qtickets.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN
+    from qtickets_assets.runs import RANGE_END, RANGE_START
+    from qtickets_assets.warehouse.io_manager import ClickHouseIOManager
+    from qtickets_assets.warehouse.resource import ClickHouseResource
+
+    latency_s = args.latency_ms / 1000
+
+    class SlowSandbox(QTicketsResource):
+        """The sandbox resource behind a transport with network latency."""
+
+        def get_client(self) -> QTicketsClient:
+            return QTicketsClient(SANDBOX_BASE_URL, SANDBOX_TOKEN,
+                                  transport=SlowTransport(self.sandbox().transport(), latency_s),
+                                  timeout_s=self.timeout_s, per_page=self.per_page,
+                                  concurrency=self.concurrency, rejects_dir=tmp.name)
+
+    qtickets = SlowSandbox(sandbox_opened_on=opened_on.isoformat(), sandbox_as_of=now.isoformat(),
+                           sandbox_orders_per_day=shape["orders_per_day"],
+                           sandbox_event_every_days=shape["event_every_days"], concurrency=args.concurrency)
+    box = qtickets.sandbox()
+    history = len(box.account.orders_until(now))  # plans the account: not part of any tick
+    events = sum(1 for e in box.account.events if e.created_at <= now)
+    shows = len(box.polled_shows(now))
+    clickhouse = ClickHouseResource(dsn=f"chdb://{tmp.name}/clickhouse")
+    resources = {"clickhouse": clickhouse, "clickhouse_io": ClickHouseIOManager(clickhouse=clickhouse),
+                 "qtickets": qtickets}
+    defs = dg.Definitions(
+        assets=dg.map_asset_specs(automation.with_freshness_policy,
+                                  dg.load_assets_from_modules([raw, marts, views])),
+        asset_checks=dg.load_asset_checks_from_modules([checks]),
+        jobs=[automation.refresh_job], resources=resources, executor=dg.in_process_executor,
+    )
+    job = defs.resolve_job_def(automation.refresh_job.name)
+    keys = automation.day_range(now - timedelta(days=1), now)
+    tags = {RANGE_START: keys.start, RANGE_END: keys.end}
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    walls, requests, sizes, loads = [], [], [], [load()]
+    with dg.DagsterInstance.ephemeral() as instance:
+        for tick in range(args.repeat + 1):
+            WIRE.reset()
+            started = time.perf_counter()
+            result = job.execute_in_process(instance=instance, tags=tags, run_config=quiet)
+            wall = time.perf_counter() - started
+            assert result.success
+            lowest = min(datetime.fromisoformat(v).replace(tzinfo=MSK) for v in WIRE.orders_lower_bounds)
+            # No history re-read: every orders request is bounded below by the range's first day.
+            assert lowest >= datetime.fromisoformat(keys.start).replace(tzinfo=MSK), lowest
+            if tick:  # tick 0 is the warm-up
+                walls.append(wall)
+                requests.append(WIRE.requests)
+                sizes.append(WIRE.bytes)
+        loads.append(load())
+    window_orders = sum(1 for o in box.account.orders_until(now)
+                        if o.created_at >= datetime.fromisoformat(keys.start).replace(tzinfo=MSK))
+    report = {
+        "shape": args.shape, "history_orders": history, "events": events, "polled_shows": shows,
+        "orders_created_in_range": window_orders, "range": f"{keys.start}..{keys.end}",
+        "latency_ms": args.latency_ms, "concurrency": args.concurrency, "repeat": args.repeat,
+        "wall_s_median": round(statistics.median(walls), 2), "wall_s_runs": [round(w, 2) for w in walls],
+        "requests_median": statistics.median(requests),
+        "response_kb_median": round(statistics.median(sizes) / 1024),
+        "network_floor_s": round(statistics.median(requests) * latency_s / args.concurrency, 1),
+        "loadavg": loads,
+    }
+    tmp.cleanup()
+    return report
+
+
+if __name__ == "__main__":
+    print(json.dumps(main()))
