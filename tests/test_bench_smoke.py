@@ -1,0 +1,70 @@
+"""The bench/ scripts in their --smoke mode (tiny sizes), so they cannot rot. Numbers are not judged here:
+bench/README.md has the measurements. What is checked is that each script measures what it says it does."""
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def script(name: str):
+    """Import bench/<name>.py under a private module name (the scripts import bench/common.py)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _restore_env(monkeypatch):
+    # The scripts set QTICKETS_PARTITIONS_START for their own processes; keep it out of other tests.
+    monkeypatch.setenv("QTICKETS_PARTITIONS_START", os.environ.get("QTICKETS_PARTITIONS_START", "2026-10-01"))
+
+
+def test_throughput_smoke():
+    report = script("throughput").main(["--smoke"])
+    assert report["orders"] == 500 and report["tickets"] > report["orders"]
+    assert report["pipeline_tickets_per_s"] > 0 and report["floor_tickets_per_s"] > 0
+
+
+def test_bi_latency_smoke():
+    report = script("bi_latency").main(["--smoke"])
+    assert report["fact_rows"] > 0
+    for view in ("v_sales_latest", "v_sales_14d"):
+        assert report[view]["rows"] > 0 and report[view]["median_ms"] > 0
+
+
+def test_tick_smoke():
+    report = script("tick").main(["--smoke"])  # asserts inside: no orders request below the range's start
+    assert report["requests_median"] >= report["polled_shows"] + 4  # 2 orders, 2 events calls at least
+    assert report["response_kb_median"] > 0 and report["wall_s_median"] > 0
+
+
+def test_memory_smoke():
+    (result,) = script("memory").main(["--smoke"])["results"]
+    assert result["success"] and result["staged_rows"] > result["orders"] * 0.9
+    assert result["peak_rss_mb"] >= result["baseline_rss_mb"] > 0
+
+
+def test_e2e_ours_smoke():
+    report = script("e2e_vs_dlt").main(["--smoke", "--runners", "ours"])
+    assert report["ours"]["orders"] == report["account_orders"] > 0
+    assert report["ours"]["tickets"] > report["ours"]["orders"]
+
+
+def test_e2e_dlt_smoke():
+    e2e = script("e2e_vs_dlt")
+    python = os.environ.get("BENCH_DLT_PYTHON", sys.executable)
+    if not e2e.dlt_available(python):
+        pytest.skip(f"dlt[duckdb] is not importable by {python}: pip install -e '.[bench]' "
+                    "(or point BENCH_DLT_PYTHON at a venv that has it)")
+    report = e2e.main(["--smoke", "--dlt-python", python])
+    assert report["dlt"]["orders"] == report["ours"]["orders"] == report["account_orders"]
+    assert report["dlt"]["tickets"] == report["ours"]["tickets"]
+    assert report["ours_over_dlt"] > 0
