@@ -12,7 +12,9 @@ from ..qtickets.resource import QTicketsResource
 from ..transform import event_rows, inventory_rows, order_rows
 from ..warehouse.io_manager import KEY, WINDOW_COLUMN, Rows, RowStream
 
-ORDERS_PER_CHUNK = 10_000  # ~25k tickets per insert: large for ClickHouse, small for memory
+# ~5k tickets per insert: large for ClickHouse, small for memory (bench/memory.py: a backfill peaks at
+# ~0.7 GB RSS with 2k orders a chunk, ~1.3 GB with 10k; the working set is the chunk's models and columns).
+ORDERS_PER_CHUNK = 2_000
 
 
 @dg.asset(
@@ -75,6 +77,9 @@ def stg_qtickets_api_inventory_raw(context: dg.AssetExecutionContext, qtickets: 
     with qtickets.get_client() as client:
         # One call per show: only live shows that are on sale or still to start.
         shows = sorted((event.id, show.id) for event, show in current_shows(client.events(), now))
-        snapshot = [(event_id, show_id, client.show_seats(show_id)) for event_id, show_id in shows]
+        # `concurrency` calls in flight (QTicketsResource.concurrency); answers come back in show order.
+        seats = client.seats_of(show_id for _, show_id in shows)
+        snapshot = [(event_id, show_id, rows)
+                    for (event_id, _), (show_id, rows) in zip(shows, seats, strict=True)]
     context.log.info(f"{len(snapshot)} shows polled")
     return inventory_rows(snapshot, snapshot_at=now)
