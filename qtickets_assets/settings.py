@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     clickhouse_database: str = Field("zakaz", description="Database that holds every table and view.")
     qtickets_partitions_start: date = Field(date(2026, 10, 1), description="First daily partition.")
     qtickets_data_dir: Path = Field(Path(".data"), description="Where embedded data lives.")
+    qtickets_concurrency: int = Field(
+        2, ge=1, le=8, description="API requests in flight (seat maps, pages); the vendor sets no limits."
+    )
     qtickets_sandbox_seed: int = Field(42, description="Seed of the sandbox account.")
     qtickets_sandbox_orders_per_day: int = Field(120, ge=0, description="Average sandbox sales volume.")
     qtickets_sandbox_as_of: datetime | None = Field(
