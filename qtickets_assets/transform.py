@@ -45,13 +45,14 @@ def order_rows(orders: Iterable[Order]) -> Rows:
             str(utm.get("utm_campaign") or ""),
             _json({k: v for k, v in raw.items() if k != "baskets"}),
         )
+        raw_baskets = raw.get("baskets") or []
         basket_parts = [
             (
                 b.id, b.show_id, b.seat_id or "", b.seat_name or "", b.multiprice_code or "", b.quantity,
                 b.price, b.original_price, b.discount_value, b.created_at, b.updated_at, b.deleted_at,
-                b.checked_at, b.refunded_at, b.refunded_amount, _json(b.raw),
+                b.checked_at, b.refunded_at, b.refunded_amount, _json(raw_basket),
             )
-            for b in order.baskets
+            for b, raw_basket in zip(order.baskets, raw_baskets, strict=True)
         ] or [NO_BASKET]
         for basket_part in basket_parts:
             for append, value in zip(appenders, order_part + basket_part, strict=True):
@@ -79,8 +80,9 @@ def event_rows(events: Iterable[Event]) -> Rows:
             event.id, event.name, int(event.is_active), event.deleted_at,
             city.name if city else "", city.timezone if city else "", event.place_name or "",
         )
-        for show in event.shows or [None]:
-            show_json = [show.raw or show.model_dump(mode="json")] if show else []
+        raw_shows = raw.get("shows") or []
+        for show, raw_show in zip(event.shows, raw_shows, strict=True) if event.shows else [(None, None)]:
+            show_json = [raw_show] if show else []
             values = (
                 event_part[0], show.id if show else 0, *event_part[1:],
                 show.start_date if show else None, show.finish_date if show else None,

@@ -17,7 +17,9 @@ def test_migrations_apply_once_then_noop(clickhouse):
         ledger = client.query(f"SELECT name FROM {LEDGER} ORDER BY version").result_rows
         tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
     assert [row[0] for row in ledger] == names
-    assert {"stg_qtickets_api_orders_raw", "fact_qtickets_sales_daily", "v_sales_14d", "meta_job_runs"} <= tables
+    assert {"stg_qtickets_api_orders_raw", "fact_qtickets_sales_daily", "v_sales_14d", "meta_job_runs"} <= (
+        tables
+    )
 
 
 def test_edited_migration_is_refused_by_name(clickhouse, tmp_path):
@@ -55,7 +57,8 @@ def test_second_process_gets_a_clear_message(clickhouse):
         client.query("SELECT 1")
         result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     path = clickhouse.dsn.removeprefix("chdb://")
-    assert result.stdout.startswith("EngineBusyError another process holds " + path), result.stdout + result.stderr
+    expected = "EngineBusyError another process holds " + path
+    assert result.stdout.startswith(expected), result.stdout + result.stderr
     assert "Code: 36" not in result.stdout
 
 

@@ -1,8 +1,8 @@
 """Sandbox orders -> staging -> daily facts -> v_sales_14d, on chDB, compared with the sandbox's truth."""
 
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
@@ -12,6 +12,7 @@ from qtickets_assets.qtickets.resource import QTicketsResource
 from tests.conftest import AS_OF, OPENED_ON
 
 MSK = ZoneInfo("Europe/Moscow")
+FACT_COLUMNS = ["tickets_sold", "revenue", "orders_count", "refunded_tickets", "refunds_amount"]
 ASSETS = [raw.stg_qtickets_api_orders_raw, marts.fact_qtickets_sales_daily, views.v_sales_14d]
 
 
@@ -34,7 +35,7 @@ def facts(clickhouse, day):
 def expected(qtickets, day):
     truth = qtickets.sandbox().expected_sales_daily(AS_OF)
     return {
-        (event, show): (v["tickets_sold"], v["revenue"], v["orders_count"], v["refunded_tickets"], v["refunds_amount"])
+        (event, show): tuple(v[name] for name in FACT_COLUMNS)
         for (sales_date, event, show), v in sorted(truth.items())
         if sales_date == day
     }

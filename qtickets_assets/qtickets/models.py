@@ -1,6 +1,7 @@
 """Pydantic models of the QTickets payloads (qtickets_api.md §5-§7).
 
-Unknown fields are allowed and kept (`extra="allow"`); the raw JSON travels alongside into staging.
+Unknown fields are accepted and kept in the raw JSON (`.raw` of a top-level record), which travels
+alongside into staging.
 Quirks are normalised here, once: `[]` for an empty map, `""` for null, integer money, 0/1 booleans,
 and every timestamp must carry an offset (a naive one would be read as UTC downstream).
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from functools import cache
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
@@ -61,8 +61,16 @@ Flag = Annotated[bool, BeforeValidator(_flag)]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)  # the record exactly as the API sent it
+    # Unknown fields are accepted and live in the raw record, not on the model: copying them onto every
+    # basket cost more than the validation itself.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class Record(Model):
+    """A top-level API record: the exact JSON it came from stays available as `.raw` (nested records are
+    reached through it, e.g. `order.raw["baskets"][i]`, so they carry no per-instance state)."""
+
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @property
     def raw(self) -> dict[str, Any]:
@@ -91,7 +99,7 @@ class Basket(Model):
     refunded_amount: Money = Decimal(0)
 
 
-class Order(Model):
+class Order(Record):
     id: int
     uniqid: str = ""
     event_id: int
@@ -125,7 +133,7 @@ class Show(Model):
     deleted_at: Instant | None = None
 
 
-class Event(Model):
+class Event(Record):
     id: int
     name: str = ""
     is_active: Flag = True
@@ -136,7 +144,7 @@ class Event(Model):
     shows: list[Show] = Field(default_factory=list)
 
 
-class SeatRow(Model):
+class SeatRow(Record):
     """One flat row of `shows/{id}/seats`: a seat (or GA category) in one tariff. The counters are
     required: a row without them (a call without `select`) must fail, not count as zero."""
 
@@ -188,24 +196,6 @@ def parse(model: type[M], record: Any, source: str = "") -> M:
         parsed = model.model_validate(record)
     except ValidationError as error:
         raise RecordError(model.__name__, record, error, source or None) from None
-    _keep_raw(parsed, record)
+    if isinstance(parsed, Record):
+        parsed._raw = record
     return parsed
-
-
-def _keep_raw(model: Model, record: dict[str, Any]) -> None:
-    model._raw = record
-    for name in _field_names(type(model)):
-        raw = record.get(name)
-        if isinstance(raw, dict):
-            value = getattr(model, name)
-            if isinstance(value, Model):
-                _keep_raw(value, raw)
-        elif isinstance(raw, list) and raw:
-            for item, raw_item in zip(getattr(model, name), raw, strict=False):
-                if isinstance(item, Model) and isinstance(raw_item, dict):
-                    _keep_raw(item, raw_item)
-
-
-@cache
-def _field_names(model: type[Model]) -> tuple[str, ...]:
-    return tuple(model.model_fields)  # pydantic's accessor is slow on a hot path: read it once per class
