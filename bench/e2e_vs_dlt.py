@@ -92,21 +92,15 @@ def run_dlt(python: str, base_url: str, per_page: int, cap_mb: float, memory_lim
 
 def run_ours(base_url: str, per_page: int, concurrency: int, batch: int) -> dict:
     """Our client's full read (dlt's request) -> models -> transform -> chDB, `batch` orders an insert."""
-    from datetime import UTC
 
     from qtickets_assets.qtickets.client import QTicketsClient
     from qtickets_assets.transform import order_rows
     from qtickets_assets.warehouse.engine import INSERT_SETTINGS
-    from qtickets_assets.warehouse.io_manager import dedup_key, new_version
+    from qtickets_assets.warehouse.io_manager import new_version, stamp
     from qtickets_assets.warehouse.resource import ClickHouseResource
 
     def insert(client, orders) -> None:  # the IO manager's stamping, minus its whole-scope tombstones
-        columns = dict(order_rows(orders).columns)
-        count = len(columns["order_id"])
-        columns["_dedup_key"] = [dedup_key(o, b) for o, b in zip(columns["order_id"], columns["basket_id"],
-                                                                 strict=True)]
-        columns["_ver"] = [version] * count
-        columns["_loaded_at"] = [datetime.now(UTC)] * count
+        columns = stamp("stg_qtickets_api_orders_raw", ["order_id", "basket_id"], order_rows(orders), version)
         client.insert("stg_qtickets_api_orders_raw", data=list(columns.values()), column_names=list(columns),
                       column_oriented=True, settings=INSERT_SETTINGS)
 

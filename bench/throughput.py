@@ -15,7 +15,7 @@ import json
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -26,7 +26,7 @@ from qtickets_assets.qtickets.models import Order, parse
 from qtickets_assets.qtickets.sandbox import Sandbox, render_order
 from qtickets_assets.transform import order_rows
 from qtickets_assets.warehouse.engine import INSERT_SETTINGS, open_client
-from qtickets_assets.warehouse.io_manager import dedup_key, new_version
+from qtickets_assets.warehouse.io_manager import new_version, stamp
 from qtickets_assets.warehouse.migrations import migrate
 
 PAGE = 100
@@ -57,13 +57,7 @@ def pipeline(client, pages: list[bytes], batch_pages: int) -> None:
     version = new_version()
     for chunk in batches(pages, batch_pages):
         orders = [parse(Order, row, source="page") for page in chunk for row in orjson.loads(page)["data"]]
-        rows = order_rows(orders)
-        count = len(rows)
-        columns = dict(rows.columns)
-        columns["_dedup_key"] = [dedup_key(o, b) for o, b in zip(columns["order_id"], columns["basket_id"],
-                                                                         strict=True)]
-        columns["_ver"] = [version] * count
-        columns["_loaded_at"] = [datetime.now(UTC)] * count
+        columns = stamp("stg_qtickets_api_orders_raw", ["order_id", "basket_id"], order_rows(orders), version)
         client.insert("stg_qtickets_api_orders_raw", data=list(columns.values()), column_names=list(columns),
                       column_oriented=True, settings=INSERT_SETTINGS)
 

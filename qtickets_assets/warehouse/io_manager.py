@@ -161,6 +161,21 @@ def rebuild(
     return {"dagster/row_count": rows, "tombstoned_rows": tombstoned, "clickhouse/version": version}
 
 
+def stamp(table: str, key_columns: list[str], rows: Rows, version: int) -> dict[str, list[Any]]:
+    """The chunk's columns plus `_dedup_key`, `_ver` and `_loaded_at`, validated."""
+    count = len(rows)
+    columns = dict(rows.columns)
+    for name in columns:
+        identifier(name)
+    if any(len(values) != count for values in columns.values()):
+        raise ValueError(f"{table}: columns of different lengths")
+    keys = zip(*(columns[c] for c in key_columns), strict=True)
+    columns["_dedup_key"] = [dedup_key(*key) for key in keys]
+    columns["_ver"] = [version] * count
+    columns["_loaded_at"] = [datetime.now(UTC)] * count
+    return columns
+
+
 class ClickHouseIOManager(dg.ConfigurableIOManager):
     """Writes `Rows` returned by an asset into the table named like the asset (see the module doc)."""
 
@@ -174,7 +189,7 @@ class ClickHouseIOManager(dg.ConfigurableIOManager):
         with self.clickhouse.get_client() as client:
             insert_context = None
             for chunk in chunks(obj):
-                columns = self._stamp(table, metadata[KEY], chunk, version)
+                columns = stamp(table, metadata[KEY], chunk, version)
                 if not len(chunk):
                     continue
                 if insert_context is None:  # one DESCRIBE per write, not per chunk
@@ -192,21 +207,6 @@ class ClickHouseIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata(
             {"dagster/row_count": count, "tombstoned_rows": tombstoned, "clickhouse/version": version}
         )
-
-    @staticmethod
-    def _stamp(table: str, key_columns: list[str], rows: Rows, version: int) -> dict[str, list[Any]]:
-        """The chunk's columns plus `_dedup_key`, `_ver` and `_loaded_at`, validated."""
-        count = len(rows)
-        columns = dict(rows.columns)
-        for name in columns:
-            identifier(name)
-        if any(len(values) != count for values in columns.values()):
-            raise ValueError(f"{table}: columns of different lengths")
-        keys = zip(*(columns[c] for c in key_columns), strict=True)
-        columns["_dedup_key"] = [dedup_key(*key) for key in keys]
-        columns["_ver"] = [version] * count
-        columns["_loaded_at"] = [datetime.now(UTC)] * count
-        return columns
 
     def load_input(self, context: dg.InputContext) -> pa.Table:
         upstream = context.upstream_output
