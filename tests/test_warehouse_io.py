@@ -1,6 +1,6 @@
 """The versioned IO manager and the event/inventory marts on chDB, with hand-made API records.
 
-Covers the three write scopes (Moscow partition window, scope column, whole table), the technical
+Covers the two write scopes (Moscow partition window, whole table), the technical
 columns, metadata counted from our own data, bad input that loses nothing, root_id dedup in the
 inventory fact and v_sales_latest listing an event that has inventory but no sales (migration 0004).
 """
@@ -18,7 +18,6 @@ from qtickets_assets.qtickets.models import Event, SeatRow, parse
 from qtickets_assets.transform import event_rows, inventory_rows
 from qtickets_assets.warehouse.io_manager import (
     KEY,
-    SCOPE_COLUMN,
     WINDOW_COLUMN,
     Rows,
     dedup_key,
@@ -117,10 +116,9 @@ def event(
 INVENTORY = metadata_of(raw.stg_qtickets_api_inventory_raw)
 EVENTS = metadata_of(raw.stg_qtickets_api_events_raw)
 ORDERS = metadata_of(raw.stg_qtickets_api_orders_raw)
-BY_SHOW = {**INVENTORY, SCOPE_COLUMN: "show_id"}  # a partial refresh of some shows
 
 
-def test_scope_column_replaces_only_the_shows_written(resources, clickhouse):
+def test_snapshot_scope_replaces_shows_no_longer_polled(resources, clickhouse):
     first = inventory_rows(
         [
             (
@@ -136,7 +134,7 @@ def test_scope_column_replaces_only_the_shows_written(resources, clickhouse):
         ],
         SNAPSHOT,
     )
-    result = write(resources, "stg_qtickets_api_inventory_raw", first, BY_SHOW)
+    result = write(resources, "stg_qtickets_api_inventory_raw", first, INVENTORY)
     assert (
         result.asset_materializations_for_node("stg_qtickets_api_inventory_raw")[0]
         .metadata["dagster/row_count"]
@@ -144,27 +142,18 @@ def test_scope_column_replaces_only_the_shows_written(resources, clickhouse):
         == 4
     )
 
-    # Show 101 re-read with a different offer set; show 100 not in this write: kept as it was.
+    # Each run is a snapshot of the current shows: show 100 is no longer polled and show 101 is re-read
+    # with a different offer set, so all four earlier rows become tombstones.
     second = inventory_rows(
         [(10, 101, [seat("full_A-1;2", "A-1;2", 1, 0, 1)])], SNAPSHOT + timedelta(hours=1)
     )
-    result = write(resources, "stg_qtickets_api_inventory_raw", second, BY_SHOW)
+    result = write(resources, "stg_qtickets_api_inventory_raw", second, INVENTORY)
     metadata = result.asset_materializations_for_node("stg_qtickets_api_inventory_raw")[0].metadata
-    assert (metadata["dagster/row_count"].value, metadata["tombstoned_rows"].value) == (1, 1)
+    assert (metadata["dagster/row_count"].value, metadata["tombstoned_rows"].value) == (1, 4)
     live = query(
         clickhouse, "SELECT show_id, offer_id FROM stg_qtickets_api_inventory_raw FINAL ORDER BY ALL"
     )
-    assert live == [(100, "child_A-1;1"), (100, "full_A-1;1"), (100, "full_A-1;2"), (101, "full_A-1;2")]
-
-    # The product's inventory asset has no scope column: each run is a snapshot of the current shows.
-    result = write(resources, "stg_qtickets_api_inventory_raw", second, INVENTORY)
-    assert (
-        result.asset_materializations_for_node("stg_qtickets_api_inventory_raw")[0]
-        .metadata["tombstoned_rows"]
-        .value
-        == 3
-    )
-    assert query(clickhouse, "SELECT DISTINCT show_id FROM stg_qtickets_api_inventory_raw FINAL") == [(101,)]
+    assert live == [(101, "full_A-1;2")]
 
 
 def test_inventory_fact_counts_each_root_once(resources, clickhouse):

@@ -8,8 +8,7 @@ in flat memory. The table is the asset key's last part. Each write:
    rewrite, so a re-materialization leaves exactly a fresh computation.
 
 The scope comes from asset metadata: the partition's Moscow time window on `clickhouse/window_column`,
-or the values of `clickhouse/scope_column` present in the write (a partial refresh, e.g. of some shows), or
-the whole table when neither is set (full snapshots such as events and inventory).
+or the whole table when it is not partitioned (full snapshots such as events and inventory).
 
 Row counts in metadata come from our own data: the chDB backend's insert summary is not reliable.
 """
@@ -31,8 +30,6 @@ from .resource import ClickHouseResource
 
 KEY = "clickhouse/key"
 WINDOW_COLUMN = "clickhouse/window_column"
-SCOPE_COLUMN = "clickhouse/scope_column"
-TECHNICAL = ("_loaded_at", "_ver", "_dedup_key", "_deleted")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -100,15 +97,10 @@ def window_condition(column: str, window: dg.TimeWindow) -> tuple[str, dict[str,
     )
 
 
-def _scope(
-    metadata: dict, window: dg.TimeWindow | None, scope_values: set | None
-) -> tuple[str, dict[str, Any]]:
+def _scope(metadata: dict, window: dg.TimeWindow | None) -> tuple[str, dict[str, Any]]:
     """SQL condition (and its parameters) selecting the rows a write replaces."""
     if window is not None:
         return window_condition(metadata[WINDOW_COLUMN], window)
-    if SCOPE_COLUMN in metadata and scope_values is not None:
-        column = identifier(metadata[SCOPE_COLUMN])
-        return f"{column} IN {{scope:Array(UInt64)}}", {"scope": sorted(scope_values)}
     return "1", {}
 
 
@@ -184,14 +176,13 @@ class ClickHouseIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: Rows | RowStream) -> None:
         table = identifier(context.asset_key.path[-1])
         metadata = context.definition_metadata or {}
-        scope_column = metadata.get(SCOPE_COLUMN)
-        version, count, scope_values = new_version(), 0, set()
+        version, count = new_version(), 0
         with self.clickhouse.get_client() as client:
             insert_context = None
             for chunk in chunks(obj):
-                columns = stamp(table, metadata[KEY], chunk, version)
                 if not len(chunk):
                     continue
+                columns = stamp(table, metadata[KEY], chunk, version)
                 if insert_context is None:  # one DESCRIBE per write, not per chunk
                     insert_context = client.create_insert_context(
                         table, column_names=list(columns), column_oriented=True, settings=INSERT_SETTINGS
@@ -199,10 +190,8 @@ class ClickHouseIOManager(dg.ConfigurableIOManager):
                 insert_context.data = list(columns.values())
                 client.insert(context=insert_context)
                 count += len(chunk)
-                if scope_column:
-                    scope_values.update(chunk.columns[scope_column])
             window = context.asset_partitions_time_window if context.has_asset_partitions else None
-            where, parameters = _scope(metadata, window, scope_values if scope_column else None)
+            where, parameters = _scope(metadata, window)
             tombstoned = tombstone_stale(client, table, where, parameters, version)
         context.add_output_metadata(
             {"dagster/row_count": count, "tombstoned_rows": tombstoned, "clickhouse/version": version}
@@ -212,6 +201,6 @@ class ClickHouseIOManager(dg.ConfigurableIOManager):
         upstream = context.upstream_output
         table = identifier(upstream.asset_key.path[-1])
         window = context.asset_partitions_time_window if context.has_asset_partitions else None
-        where, parameters = _scope(upstream.definition_metadata or {}, window, None)
+        where, parameters = _scope(upstream.definition_metadata or {}, window)
         with self.clickhouse.get_client() as client:
             return client.query_arrow(f"SELECT * FROM {table} FINAL WHERE {where}", parameters=parameters)
