@@ -20,7 +20,7 @@ import httpx
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 CLI = Path(sys.executable).with_name("qtickets-assets")
-SANDBOX_TOKEN = "sandbox-token"  # qtickets_assets.qtickets.sandbox.SANDBOX_TOKEN (kept import-free here)
+SANDBOX_TOKEN = "sandbox-token"  # qtickets_assets.sandbox.SANDBOX_TOKEN (kept import-free here)
 
 
 def free_port() -> int:
@@ -55,15 +55,12 @@ def history(orders: int, per_day: int, now: datetime) -> tuple[str, datetime]:
 
 @contextmanager
 def serve_sandbox(opened_on: str, orders_per_day: int, as_of: datetime, event_every_days: float = 4.0,
-                  kind: str = "cli") -> Iterator[tuple[str, int]]:
-    """The sandbox on a local port in a separate process: `qtickets-assets sandbox serve` (kind "cli") or
-    bench/indexed_sandbox.py (kind "indexed": same answers, listings filtered once, not once a page).
+                  ) -> Iterator[tuple[str, int]]:
+    """The sandbox on a local port in a separate process (`qtickets-assets sandbox serve`).
     Yields (base_url, orders in the account). The account is planned by a first request, before anything
     is timed. Sales stop when events sell out: a big daily volume needs events often."""
     port = free_port()
     server = [str(CLI), "sandbox", "serve"]
-    if kind == "indexed":
-        server = [sys.executable, str(BENCH / "indexed_sandbox.py")]
     process = subprocess.Popen(
         [*server, "--port", str(port), "--event-every-days", str(event_every_days)],
         env=sandbox_env(opened_on, orders_per_day, as_of),

@@ -96,8 +96,8 @@ def run_ours(base_url: str, per_page: int, concurrency: int, batch: int) -> dict
     from qtickets_assets.qtickets.client import QTicketsClient
     from qtickets_assets.transform import order_rows
     from qtickets_assets.warehouse.engine import INSERT_SETTINGS
-    from qtickets_assets.warehouse.io_manager import new_version, stamp
     from qtickets_assets.warehouse.resource import ClickHouseResource
+    from qtickets_assets.warehouse.writes import new_version, stamp
 
     def insert(client, orders) -> None:  # the IO manager's stamping, minus its whole-scope tombstones
         columns = stamp("stg_qtickets_api_orders_raw", ["order_id", "basket_id"], order_rows(orders), version)
@@ -137,15 +137,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dlt-python", default=shutil.which("python", path=str(Path(sys.executable).parent)))
     parser.add_argument("--dlt-cap-mb", type=float, default=8_000, help="kill dlt above this RSS (no swap)")
     parser.add_argument("--duckdb-memory-limit", default="2GB", help="dlt's duckdb connection memory_limit")
-    parser.add_argument("--sandbox", choices=("indexed", "cli"), default="indexed",
-                        help="bench/indexed_sandbox.py or `qtickets-assets sandbox serve` (O(n) a page)")
     parser.add_argument("--runners", default="ours,ours_c4,dlt", help="comma-separated subset")
     parser.add_argument("--batch", type=int, default=5_000, help="ours: orders per insert")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
     runners = args.runners.split(",")
     if args.smoke:
-        args.orders, args.per_day, args.repeat, args.sandbox = 600, 300, 1, "cli"
+        args.orders, args.per_day, args.repeat = 600, 300, 1
         runners = [name for name in runners if name != "ours_c4"]
     warnings.filterwarnings("ignore")
     first_day, as_of = history(args.orders, args.per_day, datetime.now(ZoneInfo("Europe/Moscow")))
@@ -156,8 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     runs: dict[str, list[float]] = {"ours": [], "ours_c4": [], "dlt": []}
     counts: dict[str, dict] = {}
     failures: dict[str, list[str]] = {}
-    sandbox = serve_sandbox(first_day, args.per_day, as_of.astimezone(UTC), args.event_every_days,
-                            args.sandbox)
+    sandbox = serve_sandbox(first_day, args.per_day, as_of.astimezone(UTC), args.event_every_days)
     with sandbox as (base_url, total):
         loads = [load()]
         for _ in range(args.repeat):
@@ -178,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
                 counts[name] = {k: v for k, v in outcome.items() if k != "seconds"}
             loads.append(load())
     days = (as_of.date() - datetime.fromisoformat(first_day).date()).days + 1
-    report = {"sandbox": args.sandbox, "account_orders": total, "days": days, "repeat": args.repeat,
+    report = {"account_orders": total, "days": days, "repeat": args.repeat,
               "loadavg": loads}
     for name, seconds in runs.items():
         if seconds:

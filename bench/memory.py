@@ -75,19 +75,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--per-day", type=int, default=5_000)
     parser.add_argument("--event-every-days", type=float, default=0.1, help="sandbox: enough events to sell")
     parser.add_argument("--cap-mb", type=float, default=8_000)
-    parser.add_argument("--sandbox", choices=("indexed", "cli"), default="indexed",
-                        help="bench/indexed_sandbox.py or `qtickets-assets sandbox serve` (O(n) a page)")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--child", nargs=3, metavar=("BASE_URL", "FIRST_DAY", "LAST_DAY"))
     args = parser.parse_args(argv)
     if args.child:
         return backfill(*args.child)
     if args.smoke:
-        args.sizes, args.per_day, args.sandbox = "400", 200, "cli"
-    report: dict = {"per_day": args.per_day, "sandbox": args.sandbox, "results": []}
+        args.sizes, args.per_day = "400", 200
+    report: dict = {"per_day": args.per_day, "results": []}
     for size in map(int, args.sizes.split(",")):
         first_day, as_of = history(size, args.per_day, datetime.now(ZoneInfo("Europe/Moscow")))
-        sandbox = serve_sandbox(first_day, args.per_day, as_of, args.event_every_days, args.sandbox)
+        sandbox = serve_sandbox(first_day, args.per_day, as_of, args.event_every_days)
         with sandbox as (base_url, total):
             before = load()
             outcome = measure(base_url, first_day, as_of.date().isoformat(), args.cap_mb)

@@ -23,11 +23,11 @@ import pyarrow as pa
 from common import load
 
 from qtickets_assets.qtickets.models import Order, parse
-from qtickets_assets.qtickets.sandbox import Sandbox, render_order
+from qtickets_assets.sandbox import Sandbox, render_order
 from qtickets_assets.transform import order_rows
 from qtickets_assets.warehouse.engine import INSERT_SETTINGS, open_client
-from qtickets_assets.warehouse.io_manager import new_version, stamp
 from qtickets_assets.warehouse.migrations import migrate
+from qtickets_assets.warehouse.writes import new_version, stamp
 
 PAGE = 100
 FLOOR_DDL = """CREATE TABLE IF NOT EXISTS floor_baskets (order_id Int64, id Int64, show_id Int64, price Int64,

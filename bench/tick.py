@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> dict:
     from qtickets_assets.assets import checks, marts, raw, views
     from qtickets_assets.qtickets.client import QTicketsClient
     from qtickets_assets.qtickets.resource import QTicketsResource
-    from qtickets_assets.qtickets.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN
     from qtickets_assets.runs import RANGE_END, RANGE_START
+    from qtickets_assets.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN
     from qtickets_assets.warehouse.io_manager import ClickHouseIOManager
     from qtickets_assets.warehouse.resource import ClickHouseResource
 

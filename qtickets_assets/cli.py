@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .settings import ENV_FILE_VAR, SettingsError, get_settings
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -24,19 +24,18 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    """Dagster UI + daemon on the local instance (sqlite under .dagster_home)."""
-    home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_DIR / ".dagster_home").resolve()
+    """Dagster UI + daemon on the local instance (sqlite under ./.dagster_home), from any directory."""
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        shutil.copy(PROJECT_DIR / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(PACKAGE_DIR / "dagster.yaml", home / "dagster.yaml")  # package data: works installed
     settings = get_settings()  # fail now, with the setting's name, rather than inside the UI
     os.environ["DAGSTER_HOME"] = str(home)
     # Every process that dagster dev starts (webserver, daemon, code server, runs) sees one data dir.
     os.environ.setdefault("QTICKETS_DATA_DIR", str(settings.qtickets_data_dir))
     dagster = Path(sys.executable).with_name("dagster")
-    command = [str(dagster), "dev", "-w", str(PROJECT_DIR / "workspace.yaml"),
+    command = [str(dagster), "dev", "-m", "qtickets_assets.definitions",
                "-h", args.host, "-p", str(args.port)]
-    os.chdir(PROJECT_DIR)
     os.execv(command[0], command)
 
 
@@ -44,9 +43,7 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
     """The sandbox QTickets API on a real local port, until Ctrl-C."""
     import logging
 
-    from .qtickets.faults import KINDS, Faults
-    from .qtickets.sandbox import SANDBOX_TOKEN, Sandbox
-    from .qtickets.server import SandboxServer
+    from .sandbox import KINDS, SANDBOX_TOKEN, Faults, Sandbox, SandboxServer
 
     settings = get_settings()
     as_of = settings.qtickets_sandbox_as_of

@@ -1,15 +1,19 @@
 """The QTickets resource: the real API when configured, else the built-in sandbox in-process."""
 
+from __future__ import annotations
+
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from ..settings import get_settings
 from .client import QTicketsClient, RetryBudget, RetryPolicy
-from .faults import Faults
-from .sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, Sandbox
+
+if TYPE_CHECKING:
+    from ..sandbox import Sandbox
 
 
 class QTicketsResource(dg.ConfigurableResource):
@@ -39,6 +43,8 @@ class QTicketsResource(dg.ConfigurableResource):
         return not self.base_url
 
     def sandbox(self) -> Sandbox:
+        from ..sandbox import Faults, Sandbox  # production never imports the stand-in
+
         frozen = datetime.fromisoformat(self.sandbox_as_of) if self.sandbox_as_of else None
         faults = Faults(self.sandbox_fault_rate, seed=self.sandbox_seed) if self.sandbox_fault_rate else None
         return Sandbox(
@@ -56,6 +62,8 @@ class QTicketsResource(dg.ConfigurableResource):
         options = dict(timeout_s=self.timeout_s, per_page=self.per_page, concurrency=self.concurrency,
                        rejects_dir=rejects, budget=self._budget)
         if self.uses_sandbox:
+            from ..sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN
+
             transport = self.sandbox().transport()
             return QTicketsClient(SANDBOX_BASE_URL, SANDBOX_TOKEN, transport=transport, **options)
         return QTicketsClient(self.base_url, self.token, **options)

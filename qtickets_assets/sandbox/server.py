@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-from .sandbox import Sandbox
+from .account import Sandbox
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/rest/v1/"

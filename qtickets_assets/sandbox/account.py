@@ -19,7 +19,7 @@ import logging
 import random
 import threading
 from bisect import bisect_left, bisect_right
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -29,8 +29,8 @@ from typing import Any
 
 import httpx
 
+from ..qtickets.query import MSK, matches, parse_instant, project, select_tree
 from .faults import Faults
-from .query import MSK, matches, parse_instant, project, select_tree
 
 log = logging.getLogger(__name__)
 SANDBOX_TOKEN = "sandbox-token"
@@ -549,6 +549,8 @@ class Sandbox:
         self.faults = faults
         self.honour_select, self.max_per_page = honour_select, max_per_page
         self.requests: deque[httpx.Request] = deque(maxlen=100_000)  # what was asked, newest last
+        self._listings: OrderedDict[tuple, list[OrderPlan]] = OrderedDict()
+        self._listings_lock = threading.Lock()
 
     # -- HTTP ------------------------------------------------------------------------------------------
 
@@ -659,10 +661,20 @@ class Sandbox:
         plans = self.account.orders_slice(now, **bounds)
         order_by = body.get("orderBy") or {"id": "asc"}
         if all(c.get("column") in PLAN_COLUMNS for c in where) and list(order_by) == ["id"]:
-            # Filter on the plans and render only the page asked for: what a database index buys.
-            plans = [p for p in plans if matches(plan_fields(p, now), where)]
-            return self._list("orders", plans[::-1] if order_by["id"] == "desc" else plans, body,
-                              render=lambda p: render_order(p, now))
+            # Filter on the plans and render only the page asked for: what a database index buys. The
+            # filtered listing is kept per (clock, where, direction): every page of one listing under a
+            # frozen clock reuses it, so a page costs its own size, not the history's.
+            key = (now, json.dumps(where, sort_keys=True, default=str), order_by["id"])
+            with self._listings_lock:
+                listing = self._listings.get(key)
+            if listing is None:
+                listing = [p for p in plans if matches(plan_fields(p, now), where)]
+                listing = listing[::-1] if order_by["id"] == "desc" else listing
+                with self._listings_lock:
+                    self._listings[key] = listing
+                    while len(self._listings) > 16:
+                        self._listings.popitem(last=False)
+            return self._list("orders", listing, body, render=lambda p: render_order(p, now))
         rendered = (render_order(p, now) for p in plans)
         return self._list("orders", [row for row in rendered if matches(row, where)], body)
 
