@@ -18,15 +18,14 @@ RUN groupadd --system --gid 10001 dagster \
     && chown -R dagster:dagster /opt/dagster
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md dagster.yaml ./
 COPY deploy/ deploy/
 COPY clickhouse_migrations/ clickhouse_migrations/
 COPY qtickets_assets/ qtickets_assets/
-# Exact versions from deploy/constraints.txt. Editable install: the migrations runner reads
-# /app/clickhouse_migrations next to the package, as in a checkout.
+# Exact versions from deploy/constraints.txt. A plain install: the migrations ship as package data.
 RUN python -m venv /opt/venv \
-    && pip install --constraint deploy/constraints.txt --editable ".[postgres]" \
-    && python -c "import dagster_postgres, qtickets_assets.warehouse.migrations as m; assert m.discover()"
+    && pip install --constraint deploy/constraints.txt ".[postgres]" \
+    && cd / && python -c "import dagster_postgres, qtickets_assets.warehouse.migrations as m; assert m.discover()"
 
 COPY --chown=dagster:dagster deploy/dagster.yaml /opt/dagster/home/dagster.yaml
 

@@ -22,7 +22,9 @@ from clickhouse_connect.driver.client import Client
 from ..settings import CLUSTER_NAME
 from .engine import INSERT_SETTINGS
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "clickhouse_migrations"
+# Package data (the top-level clickhouse_migrations/ is linked into the package): found the same way in a
+# checkout, an editable install and a plain `pip install .`.
+MIGRATIONS_DIR = Path(__file__).parents[1] / "clickhouse_migrations"
 LEDGER = "_schema_migrations"
 FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 REPLICA_ARGS = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
