@@ -18,7 +18,7 @@ from .automation import day_range, refresh_job
 from .runs import RANGE_END, RANGE_START, health, run_row
 from .settings import Settings
 from .warehouse.engine import EngineBusyError
-from .warehouse.io_manager import chunks
+from .warehouse.writes import chunks
 
 EXIT_OK, EXIT_FAILED, EXIT_UNKNOWN = 0, 1, 3
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 import orjson
 
 from .qtickets.models import Event, Order, SeatRow
-from .warehouse.io_manager import Rows
+from .warehouse.writes import Rows
 
 ORDER_COLUMNS = [
     "order_id", "order_uniqid", "event_id", "order_created_at", "order_updated_at", "order_deleted_at",

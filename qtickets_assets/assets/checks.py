@@ -7,8 +7,8 @@ views (and everything else downstream) in the same run. Each check reports what 
 import dagster as dg
 
 from ..partitions import daily_partitions
-from ..warehouse.io_manager import identifier
 from ..warehouse.resource import ClickHouseResource
+from ..warehouse.writes import identifier
 from . import marts, raw, views
 
 SAMPLE = 5  # offending keys shown in a failed check's metadata

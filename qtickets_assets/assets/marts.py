@@ -7,8 +7,8 @@ vanished), so re-materializing gives exactly what a first materialization gives.
 import dagster as dg
 
 from ..partitions import daily_partitions
-from ..warehouse.io_manager import ms, rebuild
 from ..warehouse.resource import ClickHouseResource
+from ..warehouse.writes import ms, rebuild
 
 # ARCHITECTURE.md §4. A ticket is sold when its order is paid and neither the order nor the basket is
 # cancelled and the basket is not refunded; refunds of paid orders count on the order's sales date.

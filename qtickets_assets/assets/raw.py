@@ -11,7 +11,8 @@ from ..partitions import daily_partitions
 from ..qtickets.client import current_shows
 from ..qtickets.resource import QTicketsResource
 from ..transform import event_rows, inventory_rows, order_rows
-from ..warehouse.io_manager import KEY, WINDOW_COLUMN, Rows, RowStream
+from ..warehouse.io_manager import KEY, WINDOW_COLUMN
+from ..warehouse.writes import Rows, RowStream
 
 # ~5k tickets per insert: large for ClickHouse, small for memory (bench/memory.py: a backfill peaks at
 # ~0.7 GB RSS with 2k orders a chunk, ~1.3 GB with 10k; the working set is the chunk's models and columns).

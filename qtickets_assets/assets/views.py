@@ -3,8 +3,8 @@ view asset proves it is queryable over fresh data with the contract's columns an
 
 import dagster as dg
 
-from ..warehouse.io_manager import identifier
 from ..warehouse.resource import ClickHouseResource
+from ..warehouse.writes import identifier
 
 # ARCHITECTURE.md §4: the columns the dashboards read.
 CONTRACT = {

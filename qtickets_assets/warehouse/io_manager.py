@@ -1,11 +1,8 @@
-"""Versioned writes into ClickHouse: the IO manager for the staging assets and `rebuild` for SQL marts.
+"""The IO manager of the staging assets: adapts the write primitives (writes.py) to Dagster.
 
 An asset returns `Rows` (columnar data), or a `RowStream` of `Rows` chunks so a long backfill runs
-in flat memory. The table is the asset key's last part. Each write:
-1. stamps `_ver` (one value per write, increasing), `_dedup_key` (hash of the business key only) and
-   `_loaded_at`, and inserts each chunk as one columnar batch with `async_insert=0`;
-2. tombstones (`_deleted = 1`, same `_ver`) every live row in the write's scope that this write did not
-   rewrite, so a re-materialization leaves exactly a fresh computation.
+in flat memory. The table is the asset key's last part. Each write inserts its chunks as columnar
+batches with `async_insert=0`, then tombstones the live rows of its scope that it did not rewrite.
 
 The scope comes from asset metadata: the partition's Moscow time window on `clickhouse/window_column`,
 or the whole table when it is not partitioned (full snapshots such as events and inventory).
@@ -13,88 +10,17 @@ or the whole table when it is not partitioned (full snapshots such as events and
 Row counts in metadata come from our own data: the chDB backend's insert summary is not reliable.
 """
 
-import hashlib
-import re
-import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
-from clickhouse_connect.driver.client import Client
 
 from .engine import INSERT_SETTINGS
 from .resource import ClickHouseResource
+from .writes import Rows, RowStream, chunks, identifier, new_version, stamp, tombstone_stale, window_condition
 
 KEY = "clickhouse/key"
 WINDOW_COLUMN = "clickhouse/window_column"
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def identifier(name: str) -> str:
-    """`name` if it is a plain SQL identifier; identifiers cannot travel as query parameters."""
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
-        raise ValueError(f"not a valid ClickHouse identifier: {name!r}")
-    return name
-
-
-@dataclass
-class Rows:
-    """Column name -> values, all columns the same length."""
-
-    columns: dict[str, list[Any]] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(next(iter(self.columns.values()), []))
-
-
-@dataclass
-class RowStream:
-    """`Rows` produced chunk by chunk, written as they come."""
-
-    chunks: Iterable[Rows]
-
-
-def chunks(obj: Rows | RowStream) -> Iterator[Rows]:
-    """The chunks of an asset's output, whether it returned one `Rows` or a stream of them."""
-    if isinstance(obj, Rows):
-        yield obj
-        return
-    if not isinstance(obj, RowStream):
-        raise TypeError(f"expected Rows or RowStream, got {type(obj).__name__}")
-    for chunk in obj.chunks:
-        if not isinstance(chunk, Rows):
-            raise TypeError(f"expected Rows chunks, got {type(chunk).__name__}")
-        yield chunk
-
-
-def dedup_key(*parts: object) -> int:
-    """Stable 64-bit hash of a business key (never of mutable values)."""
-    raw = "\x1f".join(str(part) for part in parts).encode()
-    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little")
-
-
-def new_version() -> int:
-    return time.time_ns()
-
-
-def ms(value: datetime) -> int:
-    """Epoch milliseconds of a tz-aware instant (the form window bounds travel in)."""
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: window bounds must carry an offset")
-    return int(value.timestamp() * 1000)
-
-
-def window_condition(column: str, window: dg.TimeWindow) -> tuple[str, dict[str, Any]]:
-    """`column` inside the Moscow time window [start, end), as SQL plus parameters."""
-    column = identifier(column)
-    return (
-        f"{column} >= fromUnixTimestamp64Milli({{start:Int64}}) "
-        f"AND {column} < fromUnixTimestamp64Milli({{end:Int64}})",
-        {"start": ms(window.start), "end": ms(window.end)},
-    )
 
 
 def _scope(metadata: dict, window: dg.TimeWindow | None) -> tuple[str, dict[str, Any]]:
@@ -102,70 +28,6 @@ def _scope(metadata: dict, window: dg.TimeWindow | None) -> tuple[str, dict[str,
     if window is not None:
         return window_condition(metadata[WINDOW_COLUMN], window)
     return "1", {}
-
-
-def tombstone_stale(client: Client, table: str, where: str, parameters: dict[str, Any], version: int) -> int:
-    """Write a tombstone (same `_ver`) for every live row in scope older than `version`; returns how many."""
-    table = identifier(table)
-    stale = f"SELECT * FROM {table} FINAL WHERE ({where}) AND _ver < {{version:UInt64}}"
-    parameters = {**parameters, "version": version}
-    count = client.query(f"SELECT count() FROM ({stale})", parameters=parameters).result_rows[0][0]
-    if count:
-        # The subquery keeps `_ver` in WHERE from resolving to the REPLACE alias.
-        client.command(
-            f"INSERT INTO {table} SELECT * REPLACE ({{version:UInt64}} AS _ver, 1 AS _deleted, "
-            f"now64(3) AS _loaded_at) FROM ({stale})",
-            parameters=parameters,
-            settings=INSERT_SETTINGS,
-        )
-    return count
-
-
-def rebuild(
-    client: Client,
-    table: str,
-    select: str,
-    columns: list[str],
-    key: list[str],
-    *,
-    where: str = "1",
-    parameters: dict[str, Any] | None = None,
-) -> dict[str, int]:
-    """Replace the rows of `table` in scope `where` with the result of `select`, inside ClickHouse.
-
-    `select` yields the business `columns` of `table`. Its rows get one new `_ver` and
-    `_dedup_key = cityHash64(key)`; live rows in scope that it no longer produces become tombstones."""
-    table = identifier(table)
-    names = ", ".join(identifier(c) for c in columns)
-    key_sql = ", ".join(identifier(c) for c in key)
-    version = new_version()
-    parameters = {**(parameters or {}), "version": version}
-    client.command(
-        f"INSERT INTO {table} ({names}, _loaded_at, _ver, _dedup_key, _deleted) "
-        f"SELECT {names}, now64(3), {{version:UInt64}}, cityHash64({key_sql}), 0 FROM ({select})",
-        parameters=parameters,
-        settings=INSERT_SETTINGS,
-    )
-    tombstoned = tombstone_stale(client, table, where, parameters, version)
-    rows = client.query(
-        f"SELECT count() FROM {table} FINAL WHERE _ver = {{version:UInt64}}", parameters=parameters
-    ).result_rows[0][0]
-    return {"dagster/row_count": rows, "tombstoned_rows": tombstoned, "clickhouse/version": version}
-
-
-def stamp(table: str, key_columns: list[str], rows: Rows, version: int) -> dict[str, list[Any]]:
-    """The chunk's columns plus `_dedup_key`, `_ver` and `_loaded_at`, validated."""
-    count = len(rows)
-    columns = dict(rows.columns)
-    for name in columns:
-        identifier(name)
-    if any(len(values) != count for values in columns.values()):
-        raise ValueError(f"{table}: columns of different lengths")
-    keys = zip(*(columns[c] for c in key_columns), strict=True)
-    columns["_dedup_key"] = [dedup_key(*key) for key in keys]
-    columns["_ver"] = [version] * count
-    columns["_loaded_at"] = [datetime.now(UTC)] * count
-    return columns
 
 
 class ClickHouseIOManager(dg.ConfigurableIOManager):
