@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -19,9 +18,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 from qtickets_assets.qtickets.resource import QTicketsResource  # noqa: E402
 from qtickets_assets.warehouse.io_manager import ClickHouseIOManager  # noqa: E402
 from qtickets_assets.warehouse.resource import ClickHouseResource  # noqa: E402
-
-AS_OF = datetime.fromisoformat("2026-11-21T12:00:00+03:00")
-OPENED_ON = "2026-10-01"
+from tests.builders import AS_OF, OPENED_ON  # noqa: E402
 
 
 @pytest.fixture

@@ -16,11 +16,9 @@ import httpx
 import pytest
 
 from qtickets_assets.qtickets.client import QTicketsClient, RetryPolicy, current_shows
-from qtickets_assets.qtickets.faults import KINDS, Faults
 from qtickets_assets.qtickets.query import MSK
-from qtickets_assets.qtickets.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, Sandbox
-from qtickets_assets.qtickets.server import serving
-from tests.conftest import AS_OF
+from qtickets_assets.sandbox import KINDS, SANDBOX_BASE_URL, SANDBOX_TOKEN, Faults, Sandbox, serving
+from tests.builders import AS_OF
 
 OPENED = date(2026, 10, 1)
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+03:00$")

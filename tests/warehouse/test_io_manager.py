@@ -5,117 +5,34 @@ columns, metadata counted from our own data, bad input that loses nothing, root_
 inventory fact and v_sales_latest listing an event that has inventory but no sales (migration 0004).
 """
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
 
-from qtickets_assets.assets import marts, raw, views
-from qtickets_assets.partitions import daily_partitions
-from qtickets_assets.qtickets.models import Event, SeatRow, parse
+from qtickets_assets.assets import marts, views
 from qtickets_assets.transform import event_rows, inventory_rows
-from qtickets_assets.warehouse.io_manager import (
-    KEY,
-    WINDOW_COLUMN,
-    Rows,
-    dedup_key,
-    identifier,
-    ms,
+from qtickets_assets.warehouse.io_manager import KEY, WINDOW_COLUMN
+from qtickets_assets.warehouse.writes import Rows, dedup_key, identifier, ms
+from tests.builders import (
+    EVENTS,
+    INVENTORY,
+    MSK,
+    ORDERS,
+    SNAPSHOT,
+    D,
+    Source,
+    at,
+    basket,
+    event,
+    materialize,
+    order,
+    query,
+    rows_asset,
+    seat,
+    write,
 )
-from tests.test_warehouse_sales import Source, at, basket, materialize, order
-
-MSK = ZoneInfo("Europe/Moscow")
-D = date(2026, 11, 10)
-SNAPSHOT = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
-
-
-def metadata_of(asset: dg.AssetsDefinition) -> dict:
-    return dict(asset.specs_by_key[asset.key].metadata)
-
-
-def rows_asset(name: str, rows: Rows, metadata: dict, partitioned: bool = False) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=name,
-        io_manager_key="clickhouse_io",
-        metadata=metadata,
-        partitions_def=daily_partitions if partitioned else None,
-    )
-    def _asset() -> Rows:
-        return rows
-
-    return _asset
-
-
-def write(resources, name: str, rows: Rows, metadata: dict, partition_key: str | None = None, **kwargs):
-    return dg.materialize(
-        [rows_asset(name, rows, metadata, partition_key is not None)],
-        resources=resources,
-        partition_key=partition_key,
-        **kwargs,
-    )
-
-
-def query(clickhouse, sql: str, **parameters) -> list[tuple]:
-    with clickhouse.get_client() as client:
-        return client.query(sql, parameters=parameters).result_rows
-
-
-def seat(offer: str, root: str, max_q: int, free: int, payed: int, ordered: int | None = None) -> SeatRow:
-    return parse(
-        SeatRow,
-        {
-            "id": offer,
-            "root_id": root,
-            "zone_root_id": "PARTERRE",
-            "admission": 0,
-            "max_quantity": max_q,
-            "free_quantity": free,
-            "payed_quantity": payed,
-            "ordered_quantity": payed if ordered is None else ordered,
-            "in_basket_quantity": 0,
-            "price": 1500.0,
-            "multiprice_code": None,
-        },
-    )
-
-
-def event(
-    event_id: int,
-    name: str,
-    shows: list[int],
-    *,
-    deleted: datetime | None = None,
-    city=("Новосибирск", "Asia/Novosibirsk"),
-) -> Event:
-    start = datetime(2026, 12, 1, 19, 0, tzinfo=MSK)
-    return parse(
-        Event,
-        {
-            "id": event_id,
-            "name": name,
-            "is_active": 0 if deleted else 1,
-            "place_name": "Арена Север",
-            "city": {"id": 3, "name": city[0], "timezone": city[1]},
-            "deleted_at": deleted.isoformat() if deleted else None,
-            "shows": [
-                {
-                    "id": s,
-                    "is_active": 1,
-                    "start_date": (start + timedelta(days=i)).isoformat(),
-                    "finish_date": (start + timedelta(days=i, hours=2)).isoformat(),
-                    "deleted_at": None,
-                }
-                for i, s in enumerate(shows)
-            ],
-        },
-    )
-
-
-INVENTORY = metadata_of(raw.stg_qtickets_api_inventory_raw)
-EVENTS = metadata_of(raw.stg_qtickets_api_events_raw)
-ORDERS = metadata_of(raw.stg_qtickets_api_orders_raw)
 
 
 def test_snapshot_scope_replaces_shows_no_longer_polled(resources, clickhouse):

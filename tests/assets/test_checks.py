@@ -8,8 +8,7 @@ import pytest
 
 from qtickets_assets.assets import checks, marts, views
 from qtickets_assets.transform import event_rows, inventory_rows
-from tests.test_warehouse_io import EVENTS, INVENTORY, SNAPSHOT, event, rows_asset, seat
-from tests.test_warehouse_sales import Source, at, basket, order
+from tests.builders import EVENTS, INVENTORY, SNAPSHOT, Source, at, basket, event, order, rows_asset, seat
 
 D = SNAPSHOT.date()
 CHECKS = dg.load_asset_checks_from_modules([checks])

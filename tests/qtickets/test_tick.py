@@ -15,8 +15,8 @@ import pytest
 
 from qtickets_assets.qtickets.client import QTicketsClient, current_shows
 from qtickets_assets.qtickets.query import MSK, parse_instant
-from qtickets_assets.qtickets.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, Sandbox
-from tests.conftest import AS_OF
+from qtickets_assets.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, Sandbox
+from tests.builders import AS_OF
 
 PER_PAGE = 100  # QTicketsResource.per_page
 REAL_SIZE = dict(orders_per_day=195, event_every_days=2.9)  # with 600 days of history: see the test

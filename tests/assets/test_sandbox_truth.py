@@ -12,7 +12,7 @@ import pytest
 
 from qtickets_assets.assets import checks, marts, raw, views
 from qtickets_assets.qtickets.resource import QTicketsResource
-from tests.conftest import AS_OF, OPENED_ON
+from tests.builders import AS_OF, OPENED_ON
 
 ASSETS = dg.load_assets_from_modules([raw, marts, views])
 CHECKS = dg.load_asset_checks_from_modules([checks])

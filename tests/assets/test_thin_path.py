@@ -9,7 +9,7 @@ import pytest
 
 from qtickets_assets.assets import marts, raw, views
 from qtickets_assets.qtickets.resource import QTicketsResource
-from tests.conftest import AS_OF, OPENED_ON
+from tests.builders import AS_OF, OPENED_ON
 
 MSK = ZoneInfo("Europe/Moscow")
 FACT_COLUMNS = ["tickets_sold", "revenue", "orders_count", "refunded_tickets", "refunds_amount"]

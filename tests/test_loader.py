@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AS_OF
+from tests.builders import AS_OF
 
 ROOT = Path(__file__).resolve().parents[1]
 HOLDER = """

@@ -9,8 +9,8 @@ import pytest
 from qtickets_assets.qtickets.client import EVENT_SELECT, QTicketsClient, QTicketsError, current_shows
 from qtickets_assets.qtickets.models import RecordError
 from qtickets_assets.qtickets.query import select_tree, selected_only
-from qtickets_assets.qtickets.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, Account, Sandbox, render_order
-from tests.conftest import AS_OF
+from qtickets_assets.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, Account, Sandbox, render_order
+from tests.builders import AS_OF
 
 OPENED = date(2026, 10, 1)
 

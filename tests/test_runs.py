@@ -11,7 +11,7 @@ import respx
 from qtickets_assets import cli
 from qtickets_assets.definitions import build_definitions
 from qtickets_assets.settings import Settings, get_settings
-from tests.conftest import AS_OF
+from tests.builders import AS_OF
 
 RANGE = {"dagster/asset_partition_range_start": "2026-11-20",
          "dagster/asset_partition_range_end": "2026-11-21"}

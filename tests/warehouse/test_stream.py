@@ -5,8 +5,8 @@ import pytest
 
 from qtickets_assets.partitions import daily_partitions
 from qtickets_assets.transform import order_rows
-from qtickets_assets.warehouse.io_manager import RowStream
-from tests.test_warehouse_sales import STAGING_METADATA, D, at, basket, order
+from qtickets_assets.warehouse.writes import RowStream
+from tests.builders import STAGING_METADATA, D, at, basket, order
 
 
 def staging_from(produce) -> dg.AssetsDefinition:
