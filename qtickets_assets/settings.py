@@ -73,6 +73,17 @@ class Settings(BaseSettings):
         30, ge=1, description="Daily reconcile: re-materialize this many Moscow days (late refunds)."
     )
 
+    # Webhooks (qtickets_api.md §12): the receiver (`serve`) stores order ids that runs re-read.
+    qtickets_webhook_secret: SecretStr | None = Field(
+        None, description="Secret of the QTickets webhooks (X-Signature = HMAC-SHA1); unset: the route 503s."
+    )
+    qtickets_webhook_store: Path | None = Field(
+        None, description="SQLite file of pending hooks; unset: <QTICKETS_DATA_DIR>/webhooks.sqlite3."
+    )
+    qtickets_sandbox_webhook_url: str | None = Field(
+        None, description="The sandbox posts signed hooks for its own changes here (dev: the local serve)."
+    )
+
     @field_validator("clickhouse_dsn")
     @classmethod
     def _dsn_scheme(cls, value: str | None) -> str | None:
@@ -117,6 +128,11 @@ class Settings(BaseSettings):
     @property
     def resolved_clickhouse_dsn(self) -> str:
         return self.clickhouse_dsn or f"chdb://{self.qtickets_data_dir / 'clickhouse'}"
+
+    @property
+    def webhook_store_path(self) -> Path:
+        path = self.qtickets_webhook_store or self.qtickets_data_dir / "webhooks.sqlite3"
+        return path.expanduser().resolve()
 
     @property
     def embedded(self) -> bool:

@@ -63,3 +63,14 @@ def test_env_file_is_read(tmp_path, monkeypatch):
         assert get_settings().clickhouse_database == "analytics"
     finally:
         os.environ.pop("CLICKHOUSE_DATABASE", None)  # load_env_file exported it
+
+
+def test_webhook_store_defaults_to_the_data_dir_and_the_secret_stays_hidden(tmp_path, monkeypatch):
+    monkeypatch.setenv("QTICKETS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("QTICKETS_WEBHOOK_SECRET", "hook-secret-5d1")
+    settings = get_settings()
+    assert settings.webhook_store_path == tmp_path / "webhooks.sqlite3"
+    assert "hook-secret-5d1" not in repr(settings)
+    assert settings.qtickets_webhook_secret.get_secret_value() == "hook-secret-5d1"
+    store = tmp_path / "x" / "h.db"
+    assert Settings(qtickets_webhook_store=store).webhook_store_path == store
