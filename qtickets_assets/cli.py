@@ -15,10 +15,14 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    import dagster as dg
+
     from .definitions import build_resources
 
-    clickhouse = build_resources(get_settings())["clickhouse"]
-    applied = clickhouse.migrate()
+    # dg.build_resources resolves the EnvVar that carries a server DSN, as a run would.
+    with dg.build_resources({"clickhouse": build_resources(get_settings())["clickhouse"]}) as resources:
+        clickhouse = resources.clickhouse
+        applied = clickhouse.migrate()
     print(json.dumps({"dsn": clickhouse.display_dsn, "database": clickhouse.database, "applied": applied}))
     return 0
 
