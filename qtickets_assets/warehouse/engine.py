@@ -1,9 +1,10 @@
 """Open clickhouse-connect clients for either engine.
 
 Server DSNs (http/https) get a plain client. Embedded DSNs (chdb:///path) are guarded: chDB lets one
-process at a time own a data directory, so we take an advisory file lock first and wait for it, saying
-so, instead of letting the engine fail with its opaque "Code: 36" error. Inside one process the lock is
-re-entrant: any number of clients may share the engine.
+process at a time own a data directory, so we take a file lock (`<data dir>.lock`, holding the owner's
+pid) first and wait for it, saying so, instead of letting the engine fail with its opaque "Code: 36"
+error. A process that does not use this lock but has the directory open is waited for the same way.
+Inside one process the lock is re-entrant: any number of clients, in any thread, share the engine.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,14 +20,21 @@ from urllib.parse import urlsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from filelock import FileLock, Timeout
 
 log = logging.getLogger(__name__)
 
 INSERT_SETTINGS = {"async_insert": 0}  # client-side batches; same behaviour on chDB and servers
+SETTING = "CLICKHOUSE_DSN (chdb:///path) or QTICKETS_DATA_DIR"
+POLL_S = 0.2
 
 
 class EngineBusyError(RuntimeError):
     """Another process owns the embedded engine's data directory."""
+
+
+class EnginePathError(RuntimeError):
+    """The embedded engine's data directory cannot be used (a file, read-only, ...)."""
 
 
 def chdb_path(dsn: str) -> Path | None:
@@ -46,65 +53,101 @@ def redact(dsn: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-class _ProcessLock:
-    """An flock on `<data dir>.lock`, counted so nested users in one process share it."""
-
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._held: dict[Path, tuple[int, int]] = {}  # path -> (fd, users)
-
-    def acquire(self, path: Path, timeout_s: float) -> None:
-        with self._mutex:
-            if path in self._held:
-                fd, users = self._held[path]
-                self._held[path] = (fd, users + 1)
-                return
-            path.parent.mkdir(parents=True, exist_ok=True)
-            lock_file = path.with_name(path.name + ".lock")
-            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                self._wait(fd, path, lock_file, timeout_s)
-            except BaseException:
-                os.close(fd)
-                raise
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-            self._held[path] = (fd, 1)
-
-    @staticmethod
-    def _wait(fd: int, path: Path, lock_file: Path, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        announced = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if announced:
-                    log.warning("embedded ClickHouse at %s is free again; continuing", path)
-                return
-            except BlockingIOError:
-                holder = lock_file.read_text().strip() or "unknown"
-                if time.monotonic() >= deadline:
-                    raise EngineBusyError(
-                        f"another process holds {path} (pid {holder}); the embedded engine allows one "
-                        f"process per data directory. Waited {timeout_s:.0f}s (CLICKHOUSE_LOCK_TIMEOUT_S)."
-                    ) from None
-                if not announced:
-                    log.warning("waiting: another process holds %s (pid %s)", path, holder)
-                    announced = True
-                time.sleep(0.2)
-
-    def release(self, path: Path) -> None:
-        with self._mutex:
-            fd, users = self._held[path]
-            if users > 1:
-                self._held[path] = (fd, users - 1)
-                return
-            del self._held[path]
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+def _write_pid(fd: int) -> None:
+    """Called by filelock with the locked descriptor: the waiters' message names the holder."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
 
 
-_LOCK = _ProcessLock()
+def _holder(lock_file: Path) -> str:
+    try:
+        return lock_file.read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _prepare(path: Path) -> Path:
+    """Create the data directory; a path that cannot be one is an error naming it and the setting."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        lock_file = path.with_name(path.name + ".lock")
+        lock_file.touch()
+        if not os.access(path, os.W_OK):
+            raise PermissionError("not writable")
+    except FileExistsError:
+        raise EnginePathError(f"embedded ClickHouse data directory {path} is a file, not a directory; "
+                              f"set {SETTING} to a directory") from None
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise EnginePathError(f"embedded ClickHouse data directory {path} cannot be used ({reason}); "
+                              f"set {SETTING} to a writable directory") from None
+    return lock_file
+
+
+def _busy(path: Path, holder: str, timeout_s: float) -> EngineBusyError:
+    return EngineBusyError(
+        f"another process holds {path} (pid {holder}); the embedded engine allows one process per data "
+        f"directory. Waited {timeout_s:g}s (CLICKHOUSE_LOCK_TIMEOUT_S)."
+    )
+
+
+def _outside_holder(path: Path) -> bool:
+    """Whether a process that does not use our lock has chDB open on `path` (it flocks `status`)."""
+    try:
+        fd = os.open(path / "status", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops the probe's own lock
+
+
+def _lock(path: Path, lock_file: Path, deadline: float, timeout_s: float) -> FileLock:
+    """The process-wide lock of `path`, acquired (re-entrant: a holder in this process just counts)."""
+    # is_singleton: every client of `path` in this process shares one lock and its counter;
+    # thread_local=False: the counter is the process's, not the thread's.
+    lock = FileLock(lock_file, thread_local=False, is_singleton=True, on_acquired=_write_pid)
+    try:
+        lock.acquire(blocking=False)
+        return lock
+    except Timeout:
+        pass
+    log.warning("waiting: another process holds %s (pid %s)", path, _holder(lock_file))
+    try:
+        lock.acquire(timeout=max(0.0, deadline - time.monotonic()), poll_interval=POLL_S)
+    except Timeout:
+        raise _busy(path, _holder(lock_file), timeout_s) from None
+    log.warning("embedded ClickHouse at %s is free again; continuing", path)
+    return lock
+
+
+def _open_chdb(path: Path, first: bool, deadline: float, timeout_s: float, **client_kwargs) -> Client:
+    """Open chDB on `path`. If this process is its `first` user and a process that does not use our
+    lock has it open, wait (probing its lock silently: each failed open makes chDB print to stderr)."""
+    announced = False
+    while True:
+        try:
+            client = clickhouse_connect.get_client(dsn=f"chdb://{path}", **client_kwargs)
+            break
+        except Exception as error:
+            if not (first and _outside_holder(path)):
+                raise EnginePathError(
+                    f"embedded ClickHouse could not open {path}: {str(error)[:300]}; check {SETTING}"
+                ) from error
+        if not announced:
+            log.warning("waiting: another process holds %s (pid unknown: it does not use our lock)", path)
+            announced = True
+        while _outside_holder(path):
+            if time.monotonic() >= deadline:
+                raise _busy(path, "unknown: it does not use our lock", timeout_s)
+            time.sleep(POLL_S)
+    if announced:
+        log.warning("embedded ClickHouse at %s is free again; continuing", path)
+    return client
 
 
 @contextmanager
@@ -119,20 +162,13 @@ def open_client(dsn: str, *, lock_timeout_s: float = 600.0, **client_kwargs) -> 
             client.close()
         return
 
-    _LOCK.acquire(path, lock_timeout_s)
+    deadline = time.monotonic() + lock_timeout_s
+    lock = _lock(path, _prepare(path), deadline, lock_timeout_s)
     try:
-        try:
-            client = clickhouse_connect.get_client(dsn=f"chdb://{path}", **client_kwargs)
-        except Exception as error:
-            if "Code: 36" in str(error) or "EmbeddedServer" in str(error):
-                raise EngineBusyError(
-                    f"another process holds {path}: chDB could not lock its data directory "
-                    "(a process that does not use qtickets-assets' lock?)"
-                ) from None
-            raise
+        client = _open_chdb(path, lock.lock_counter == 1, deadline, lock_timeout_s, **client_kwargs)
         try:
             yield client
         finally:
             client.close()
     finally:
-        _LOCK.release(path)
+        lock.release()
