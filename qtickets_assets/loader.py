@@ -13,12 +13,13 @@ import warnings
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import pyarrow as pa
 
 from .automation import day_range, refresh_job
 from .runs import RANGE_END, RANGE_START, health, run_row
 from .settings import Settings
 from .warehouse.engine import EngineBusyError
-from .warehouse.writes import chunks
+from .warehouse.writes import Rows, chunks
 
 EXIT_OK, EXIT_FAILED, EXIT_UNKNOWN = 0, 1, 3
 
@@ -36,13 +37,22 @@ def _instance() -> dg.DagsterInstance:
 
 
 class DryRunIOManager(dg.IOManager):
-    """Counts what the staging assets would write, and writes nothing."""
+    """Counts what the staging assets would write, and writes nothing. A staging asset that reads another
+    one (the inventory takes its shows from the events) gets what that one would have written."""
+
+    def __init__(self) -> None:
+        self._written: dict[dg.AssetKey, Rows] = {}
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
+        if isinstance(obj, Rows):  # a stream is read once, counted, and not kept
+            self._written[context.asset_key] = obj
         context.add_output_metadata({"dagster/row_count": sum(len(chunk) for chunk in chunks(obj))})
 
-    def load_input(self, context: dg.InputContext):
-        raise NotImplementedError("a dry run does not read the warehouse")
+    def load_input(self, context: dg.InputContext) -> pa.Table:
+        rows = self._written.get(context.upstream_output.asset_key)
+        if rows is None:
+            raise NotImplementedError("a dry run does not read the warehouse")
+        return pa.table(rows.columns)
 
 
 def load(settings: Settings, since_hours: float, dry_run: bool = False, verbose: bool = False) -> int:

@@ -6,9 +6,12 @@ from datetime import UTC, datetime
 from itertools import chain, islice
 
 import dagster as dg
+import orjson
+import pyarrow as pa
 
 from ..partitions import daily_partitions
 from ..qtickets.client import current_shows
+from ..qtickets.models import Event, parse
 from ..qtickets.resource import QTicketsResource
 from ..transform import event_rows, inventory_rows, order_rows
 from ..warehouse.io_manager import KEY, WINDOW_COLUMN
@@ -40,10 +43,8 @@ def stg_qtickets_api_orders_raw(
 def _order_chunks(qtickets: QTicketsResource, window: dg.TimeWindow, log) -> Iterator[Rows]:
     with qtickets.get_client() as client:
         created = client.orders_between("created_at", window.start, window.end)
-        paid_late = (
-            order for order in client.orders_between("payed_at", window.start, window.end)
-            if order.created_at < window.start  # created inside the window: already in `created`
-        )
+        # Created inside the window: already in `created`; the server is asked for the others only.
+        paid_late = client.orders_between("payed_at", window.start, window.end, created_before=window.start)
         orders, total = chain(created, paid_late), 0
         while True:
             # Parsing allocates many short-lived objects and no cycles: one collector pass per chunk
@@ -85,12 +86,19 @@ def stg_qtickets_api_events_raw(context: dg.AssetExecutionContext, qtickets: QTi
     # and the inventory fact, so free seats count only seats that can still be sold.
     metadata={KEY: ["show_id", "offer_id"]},
 )
-def stg_qtickets_api_inventory_raw(context: dg.AssetExecutionContext, qtickets: QTicketsResource) -> Rows:
-    """Seat/offer counters (capacity, free, ordered, paid) of every active or future show, now."""
+def stg_qtickets_api_inventory_raw(
+    context: dg.AssetExecutionContext, qtickets: QTicketsResource, stg_qtickets_api_events_raw: pa.Table
+) -> Rows:
+    """Seat/offer counters (capacity, free, ordered, paid) of every active or future show, now.
+
+    The shows come from the events staging table (one row per event and show, the API's JSON kept), so a
+    run reads the events once."""
     now = datetime.now(UTC)
+    events = [parse(Event, orjson.loads(raw), source="stg_qtickets_api_events_raw")
+              for raw in stg_qtickets_api_events_raw.column("event_json").to_pylist()]
+    # One call per show: only live shows that are on sale or still to start.
+    shows = sorted({(event.id, show.id) for event, show in current_shows(events, now)})
     with qtickets.get_client() as client:
-        # One call per show: only live shows that are on sale or still to start.
-        shows = sorted((event.id, show.id) for event, show in current_shows(client.events(), now))
         # `concurrency` calls in flight (QTicketsResource.concurrency); answers come back in show order.
         seats = client.seats_of(show_id for _, show_id in shows)
         snapshot = [(event_id, show_id, rows)

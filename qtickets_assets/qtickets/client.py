@@ -373,15 +373,20 @@ class QTicketsClient:
                 seen.add(order.id)
                 yield order
 
-    def orders_between(self, column: str, start: datetime, end: datetime) -> Iterator[Order]:
-        """Orders whose `column` (created_at, payed_at, updated_at) lies in [start, end)."""
+    def orders_between(self, column: str, start: datetime, end: datetime,
+                       created_before: datetime | None = None) -> Iterator[Order]:
+        """Orders whose `column` (created_at, payed_at, updated_at) lies in [start, end), and with
+        `created_before` only those created before it (asked of the server in the same `where`)."""
         where = [
             {"column": column, "operator": ">=", "value": wall_time(start)},
             {"column": column, "operator": "<", "value": wall_time(end)},
         ]
+        if created_before is not None:
+            where.append({"column": "created_at", "operator": "<", "value": wall_time(created_before)})
         for order in self.orders(where):
             moment = getattr(order, column)
-            if moment is not None and start <= moment < end:
+            if moment is not None and start <= moment < end and (
+                    created_before is None or order.created_at < created_before):
                 yield order
 
     def orders_after(self, last_id: int) -> Iterator[Order]:

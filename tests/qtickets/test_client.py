@@ -356,6 +356,18 @@ def test_refilters_when_the_server_ignores_where(api, respx_mock):
     assert wall_time(day) == "2026-11-20 00:00:00"
 
 
+def test_late_payments_ask_the_server_for_orders_created_before_the_window(api, respx_mock):
+    day = datetime(2026, 11, 20, tzinfo=MSK)
+    late = order(1, "2026-11-18T10:00:00+03:00", payed_at="2026-11-20T09:00:00+03:00")
+    inside = order(2, "2026-11-20T08:00:00+03:00", payed_at="2026-11-20T09:00:00+03:00")
+    route = respx_mock.get(BASE + "orders").mock(side_effect=paged([([late, inside], 2, 2)]))
+    got = [o.id for o in api.orders_between("payed_at", day, day + timedelta(days=1), created_before=day)]
+    assert got == [1]  # re-checked here too: a server that ignored the bound sent order 2
+    where = json.loads(route.calls[0].request.content)["where"]
+    assert {"column": "created_at", "operator": "<", "value": "2026-11-20 00:00:00"} in where
+    assert {"column": "payed_at", "operator": ">=", "value": "2026-11-20 00:00:00"} in where
+
+
 def test_a_server_ignoring_where_on_a_big_list_stops_the_read(sleeps, respx_mock):
     rows = [order(1, "2026-01-01T10:00:00+03:00"), order(2, "2026-01-01T11:00:00+03:00")]
     route = respx_mock.get(BASE + "orders").respond(json={
