@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -136,7 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def stop_on_sigterm() -> None:
+    """Ctrl-C and SIGTERM stop every command, in the foreground or the background.
+
+    A shell starts a background job with SIGINT ignored, Python leaves it ignored, and Dagster copies
+    SIGINT's disposition to SIGTERM (dagster/_utils/interrupts.py): `dev`, `load` and the runs they start
+    would then ignore both. Restored here, `dev` passes it on through exec to every process it starts."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C: cleanup runs
+
+
 def main(argv: list[str] | None = None) -> int:
+    stop_on_sigterm()
     args = build_parser().parse_args(argv)
     if args.envfile:
         os.environ[ENV_FILE_VAR] = args.envfile
