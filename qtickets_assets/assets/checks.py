@@ -138,4 +138,5 @@ def _view_check(view: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
     return _check
 
 
-view_checks = [_view_check(views.v_sales_14d), _view_check(views.v_sales_latest)]
+view_checks = [_view_check(v) for v in (views.v_sales_14d, views.v_sales_latest, views.v_show_occupancy,
+                                            views.v_sales_pace)]

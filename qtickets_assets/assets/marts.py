@@ -80,14 +80,17 @@ DIM_COLUMNS = [
 ]
 
 # One physical seat appears once per tariff (offer): count each root_id once, with the max of its counters.
+# Staging keeps a started show's last snapshot (raw.py); `is_final`: the show is no longer on sale in the
+# latest events snapshot (started, switched off or deleted), so its counters will not change any more.
 INVENTORY_LATEST = """
 SELECT
-    event_id,
-    show_id,
+    seats.event_id AS event_id,
+    seats.show_id AS show_id,
     sum(seat_capacity) AS capacity,
     sum(seat_free) AS free_seats,
     sum(seat_sold) AS sold_seats,
-    max(seat_snapshot_at) AS snapshot_at
+    max(seat_snapshot_at) AS snapshot_at,
+    NOT any(shows.on_sale) AS is_final
 FROM (
     SELECT
         show_id,
@@ -99,10 +102,18 @@ FROM (
         max(snapshot_at) AS seat_snapshot_at
     FROM stg_qtickets_api_inventory_raw FINAL
     GROUP BY show_id, root_id
-)
-GROUP BY event_id, show_id
+) AS seats
+LEFT JOIN (
+    SELECT
+        show_id,
+        max(event_is_active AND show_is_active AND event_deleted_at IS NULL AND show_deleted_at IS NULL)
+            AS on_sale
+    FROM stg_qtickets_api_events_raw FINAL
+    GROUP BY show_id
+) AS shows ON shows.show_id = seats.show_id
+GROUP BY seats.event_id, seats.show_id
 """
-INVENTORY_COLUMNS = ["event_id", "show_id", "capacity", "free_seats", "sold_seats", "snapshot_at"]
+INVENTORY_COLUMNS = ["event_id", "show_id", "capacity", "free_seats", "sold_seats", "snapshot_at", "is_final"]
 
 
 def window_parameters(window: dg.TimeWindow) -> dict[str, int]:
@@ -152,12 +163,13 @@ def dim_events(clickhouse: ClickHouseResource) -> dg.MaterializeResult:
 
 
 @dg.asset(
-    deps=["stg_qtickets_api_inventory_raw"],
+    deps=["stg_qtickets_api_inventory_raw", "stg_qtickets_api_events_raw"],
     group_name="qtickets_marts",
     kinds={"clickhouse", "sql"},
 )
 def fact_qtickets_inventory_latest(clickhouse: ClickHouseResource) -> dg.MaterializeResult:
-    """Latest capacity, free and sold seats per show (each physical seat counted once)."""
+    """Latest capacity, free and sold seats per show (each physical seat counted once); a show that has
+    started keeps its last snapshot, flagged `is_final`."""
     with clickhouse.get_client() as client:
         metadata = rebuild(
             client,

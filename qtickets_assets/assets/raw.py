@@ -10,7 +10,7 @@ import orjson
 import pyarrow as pa
 
 from ..partitions import daily_partitions
-from ..qtickets.client import current_shows
+from ..qtickets.client import current_shows, started_shows
 from ..qtickets.models import Event, parse
 from ..qtickets.resource import QTicketsResource
 from ..transform import event_rows, inventory_rows, order_rows
@@ -82,14 +82,15 @@ def stg_qtickets_api_events_raw(context: dg.AssetExecutionContext, qtickets: QTi
     io_manager_key="clickhouse_io",
     group_name="qtickets_staging",
     kinds={"clickhouse", "python"},
-    # A full snapshot per run (whole-table scope): a show that has started or was deleted leaves staging
-    # and the inventory fact, so free seats count only seats that can still be sold.
+    # A snapshot per run over the whole table, except the shows that have started: they are no longer
+    # polled and keep their last snapshot (their final occupancy). A show deleted before its start leaves.
     metadata={KEY: ["show_id", "offer_id"]},
 )
 def stg_qtickets_api_inventory_raw(
     context: dg.AssetExecutionContext, qtickets: QTicketsResource, stg_qtickets_api_events_raw: pa.Table
 ) -> Rows:
-    """Seat/offer counters (capacity, free, ordered, paid) of every active or future show, now.
+    """Seat/offer counters (capacity, free, ordered, paid) of every active or future show, now; shows that
+    have started keep the rows of their last poll.
 
     The shows come from the events staging table (one row per event and show, the API's JSON kept), so a
     run reads the events once."""
@@ -103,5 +104,9 @@ def stg_qtickets_api_inventory_raw(
         seats = client.seats_of(show_id for _, show_id in shows)
         snapshot = [(event_id, show_id, rows)
                     for (event_id, _), (show_id, rows) in zip(shows, seats, strict=True)]
-    context.log.info(f"{len(snapshot)} shows polled")
-    return inventory_rows(snapshot, snapshot_at=now)
+    polled = {show_id for _, show_id in shows}
+    final = sorted({show.id for _, show in started_shows(events, now)} - polled)
+    context.log.info(f"{len(snapshot)} shows polled, {len(final)} started shows keep their last snapshot")
+    rows = inventory_rows(snapshot, snapshot_at=now)
+    rows.scope = ("show_id NOT IN {final_shows:Array(UInt64)}", {"final_shows": final})
+    return rows

@@ -133,6 +133,20 @@ def current_shows(events: Iterable[Event], now: datetime) -> list[tuple[Event, S
     ]
 
 
+def started_shows(events: Iterable[Event], now: datetime) -> list[tuple[Event, Show]]:
+    """Shows that have started and were not cancelled before their start (the event's or the show's
+    `deleted_at` before `start_date`): their last inventory snapshot is their final occupancy."""
+    started = []
+    for event in events:
+        for show in event.shows:
+            if show.start_date is None or show.start_date > now:
+                continue
+            cancelled = [m for m in (event.deleted_at, show.deleted_at) if m is not None]
+            if not cancelled or min(cancelled) >= show.start_date:
+                started.append((event, show))
+    return started
+
+
 class QTicketsClient:
     def __init__(self, base_url: str, token: str, *, transport: httpx.BaseTransport | None = None,
                  timeout_s: float = 60.0, per_page: int = 100, concurrency: int = 1,

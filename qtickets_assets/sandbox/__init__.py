@@ -3,7 +3,8 @@
 Public surface, used by the resource, the CLI, the tests and the benchmarks:
 - `Sandbox`: the seeded account and its HTTP contract (`transport()` in-process, `handle()` per request);
   its ground truth, ARCHITECTURE.md §4 applied to the account as of an instant:
-  `expected_sales_daily(now)`, `expected_inventory(now)`, `expected_dim_events(now)`, `polled_shows(now)`.
+  `expected_sales_daily(now)`, `expected_inventory(now)`, `expected_inventory_after(polls)` (started shows
+  keep their last snapshot), `expected_dim_events(now)`, `polled_shows(now)`.
 - `SandboxServer` / `serving(...)`: the same answers on a real local port.
 - `Faults`: injected transient failures (429, 5xx, slow, truncated, HTML) at a seeded rate.
 """

@@ -762,6 +762,26 @@ class Sandbox:
                                   "free_seats": show.capacity - len(live) - cart, "sold_seats": sold}
         return inventory
 
+    def expected_inventory_after(self, polls: list[datetime]) -> dict[int, dict[str, Any]]:
+        """`fact_qtickets_inventory_latest` after inventory runs at the instants `polls` (ascending): each
+        show polled by the last run as of that run (`is_final` False), plus every show that has started by
+        then and was not cancelled before its start, as of the last run that polled it (`is_final` True).
+        `polled_at` is that run's instant."""
+        state: dict[int, dict[str, Any]] = {}
+        for now in polls:
+            now = now.astimezone(MSK)
+            for show_id, row in list(state.items()):
+                show = self.account.shows[show_id]
+                event = self.account.events_by_id[show.event_id]
+                cancelled = [m for m in (_seen(event.deleted_at, now), _seen(show.deleted_at, now)) if m]
+                if show.start > now or (cancelled and min(cancelled) < show.start):
+                    del state[show_id]
+                else:
+                    row["is_final"] = True
+            for show_id, row in self.expected_inventory(now).items():
+                state[show_id] = {**row, "is_final": False, "polled_at": now}
+        return state
+
     def expected_dim_events(self, now: datetime) -> dict[tuple[int, int], dict[str, Any]]:
         """`dim_events` as of `now`: one row per (event, show) of every visible event, deleted ones flagged.
         `is_active` = event and show active; `is_deleted` = event or show soft-deleted."""

@@ -5,7 +5,8 @@ in flat memory. The table is the asset key's last part. Each write inserts its c
 batches with `async_insert=0`, then tombstones the live rows of its scope that it did not rewrite.
 
 The scope comes from asset metadata: the partition's Moscow time window on `clickhouse/window_column`,
-or the whole table when it is not partitioned (full snapshots such as events and inventory).
+or the whole table when it is not partitioned (full snapshots such as events and inventory), narrowed by
+`Rows.scope` when the asset gives one (inventory keeps the last snapshot of shows that have started).
 
 Row counts in metadata come from our own data: the chDB backend's insert summary is not reliable.
 """
@@ -54,6 +55,9 @@ class ClickHouseIOManager(dg.ConfigurableIOManager):
                 count += len(chunk)
             window = context.asset_partitions_time_window if context.has_asset_partitions else None
             where, parameters = _scope(metadata, window)
+            if isinstance(obj, Rows) and obj.scope is not None:
+                narrower, extra = obj.scope
+                where, parameters = f"({where}) AND ({narrower})", {**parameters, **extra}
             tombstoned = tombstone_stale(client, table, where, parameters, version)
         context.add_output_metadata(
             {"dagster/row_count": count, "tombstoned_rows": tombstoned, "clickhouse/version": version}

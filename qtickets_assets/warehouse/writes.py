@@ -31,9 +31,13 @@ def identifier(name: str) -> str:
 
 @dataclass
 class Rows:
-    """Column name -> values, all columns the same length."""
+    """Column name -> values, all columns the same length.
+
+    `scope`: SQL condition (and its parameters) selecting the live rows this write replaces, when the
+    asset narrows the scope its metadata declares (e.g. a snapshot that keeps some rows it did not poll)."""
 
     columns: dict[str, list[Any]] = field(default_factory=dict)
+    scope: tuple[str, dict[str, Any]] | None = None
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()), []))

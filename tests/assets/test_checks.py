@@ -33,8 +33,7 @@ def graph(capacity: int) -> list:
         marts.fact_qtickets_sales_daily,
         marts.dim_events,
         marts.fact_qtickets_inventory_latest,
-        views.v_sales_14d,
-        views.v_sales_latest,
+        *dg.load_assets_from_modules([views]),
         *CHECKS,
     ]
 

@@ -12,7 +12,7 @@ import pytest
 
 from qtickets_assets.assets import checks, marts, raw, views
 from qtickets_assets.qtickets.resource import QTicketsResource
-from tests.builders import AS_OF, OPENED_ON
+from tests.builders import AS_OF, MSK, OPENED_ON
 
 ASSETS = dg.load_assets_from_modules([raw, marts, views])
 CHECKS = dg.load_asset_checks_from_modules([checks])
@@ -140,8 +140,8 @@ def test_v_sales_latest_agrees_with_facts_and_inventory(warehouse):
         r[0]: r[1:]
         for r in query(
             clickhouse,
-            "SELECT event_id, event_name, tickets_sold_total, revenue_total, capacity, free_seats "
-            "FROM v_sales_latest",
+            "SELECT event_id, event_name, tickets_sold_total, revenue_total, capacity, free_seats, "
+            "sold_seats FROM v_sales_latest",
         )
     }
     names = {e: v["event_name"] for (e, _), v in sandbox.expected_dim_events(AS_OF).items()}
@@ -153,14 +153,50 @@ def test_v_sales_latest_agrees_with_facts_and_inventory(warehouse):
             row[1] += v["revenue"]
     inventory: dict[int, list] = {}
     for v in sandbox.expected_inventory(AS_OF).values():
-        row = inventory.setdefault(v["event_id"], [0, 0])
+        row = inventory.setdefault(v["event_id"], [0, 0, 0])
         row[0] += v["capacity"]
         row[1] += v["free_seats"]
+        row[2] += v["sold_seats"]
     assert set(view) == set(totals) | set(inventory)
-    for event, (name, tickets, revenue, capacity, free) in view.items():
+    for event, (name, tickets, revenue, capacity, free, sold) in view.items():
         assert name == names[event]
         assert (tickets, revenue) == tuple(totals.get(event, (0, Decimal(0))))
-        assert (capacity, free) == tuple(inventory.get(event, (0, 0)))
+        assert (capacity, free, sold) == tuple(inventory.get(event, (0, 0, 0)))
+
+
+def test_pace_curve_ends_at_each_shows_total(warehouse):
+    """v_sales_pace per show: running totals by sales date whose last point is the show's total in the
+    fact (and in the sandbox's truth); days before the show count Moscow days to its start."""
+    clickhouse, sandbox, _ = warehouse
+    pace = query(
+        clickhouse,
+        "SELECT event_id, show_id, sales_date, days_before_show, tickets_sold, revenue, "
+        "tickets_sold_cumulative, revenue_cumulative, show_start_at FROM v_sales_pace "
+        "ORDER BY event_id, show_id, sales_date",
+    )
+    last: dict[tuple, tuple] = {}
+    running: dict[tuple, list] = {}
+    for event, show, sales_date, days, tickets, revenue, tickets_cum, revenue_cum, start in pace:
+        total = running.setdefault((event, show), [0, Decimal(0)])
+        total[0] += tickets
+        total[1] += revenue
+        assert (tickets_cum, revenue_cum) == tuple(total)
+        assert days == (start.astimezone(MSK).date() - sales_date).days
+        last[(event, show)] = (tickets_cum, revenue_cum)
+    fact = query(
+        clickhouse,
+        "SELECT event_id, show_id, sum(tickets_sold), sum(revenue) FROM fact_qtickets_sales_daily FINAL "
+        "GROUP BY event_id, show_id",
+    )
+    assert last == {(e, s): (t, r) for e, s, t, r in fact}
+    truth: dict[tuple, list] = {}
+    for (sales_date, event, show), v in sandbox.expected_sales_daily(AS_OF).items():
+        if FIRST <= sales_date <= LAST:
+            row = truth.setdefault((event, show), [0, Decimal(0)])
+            row[0] += v["tickets_sold"]
+            row[1] += v["revenue"]
+    assert last == {k: tuple(v) for k, v in truth.items()}
+    assert len(last) > 10 and max(row[3] for row in pace) > 7  # curves span more than a week
 
 
 def test_every_check_passed_and_reported(warehouse):
@@ -201,14 +237,16 @@ def test_day_by_day_ends_in_the_same_facts_as_the_range_backfill(warehouse, tmp_
     assert daily == query(backfilled, sql, first=days[0])
 
 
-def test_inventory_follows_the_sandbox_as_its_clock_moves(clickhouse):
-    """Each run is a snapshot of the shows still on sale: shows that started in between leave the fact."""
+def test_a_started_show_keeps_its_last_snapshot_flagged_final(clickhouse):
+    """Each run polls the shows on sale; a show that started in between keeps its last snapshot before the
+    start (final), a show cancelled before its start leaves; v_show_occupancy shows both kinds."""
     from qtickets_assets.warehouse.io_manager import ClickHouseIOManager
 
     inventory = [
         raw.stg_qtickets_api_events_raw,
         raw.stg_qtickets_api_inventory_raw,
         marts.fact_qtickets_inventory_latest,
+        marts.dim_events,
     ]
     earlier = AS_OF - timedelta(days=4)
     for moment in (earlier, AS_OF):
@@ -220,12 +258,39 @@ def test_inventory_follows_the_sandbox_as_its_clock_moves(clickhouse):
         }
         assert dg.materialize(inventory, resources=resources).success
     sandbox = qtickets.sandbox()
-    started = set(sandbox.expected_inventory(earlier)) - set(sandbox.expected_inventory(AS_OF))
+    want = sandbox.expected_inventory_after([earlier, AS_OF])
+    started = {s for s, v in want.items() if v["is_final"]}
     assert started, "no show started in between: the test would prove nothing"
+    assert set(sandbox.expected_inventory(earlier)) - set(want), "no show cancelled: proves less"
+    # A past show's occupancy is its last snapshot before the start.
+    for show in started:
+        assert sandbox.account.shows[show].start <= AS_OF
+        assert {k: want[show][k] for k in ("capacity", "free_seats", "sold_seats")} == {
+            k: sandbox.expected_inventory(earlier)[show][k] for k in ("capacity", "free_seats", "sold_seats")
+        }
     rows = query(
         clickhouse,
-        "SELECT show_id, event_id, capacity, free_seats, sold_seats "
+        "SELECT show_id, event_id, capacity, free_seats, sold_seats, is_final, snapshot_at "
         "FROM fact_qtickets_inventory_latest FINAL",
     )
-    got = {r[0]: {"event_id": r[1], "capacity": r[2], "free_seats": r[3], "sold_seats": r[4]} for r in rows}
-    assert got == sandbox.expected_inventory(AS_OF)
+    got = {r[0]: {"event_id": r[1], "capacity": r[2], "free_seats": r[3], "sold_seats": r[4],
+                  "is_final": bool(r[5])} for r in rows}
+    assert got == {s: {k: v for k, v in row.items() if k != "polled_at"} for s, row in want.items()}
+    snapshots = {r[0]: r[6] for r in rows}
+    assert max(snapshots[s] for s in started) < min(snapshots[s] for s in set(want) - started)
+    view = {
+        r[0]: r[1:]
+        for r in query(
+            clickhouse,
+            "SELECT show_id, event_id, capacity, sold_seats, free_seats, occupancy, status, snapshot_at "
+            "FROM v_show_occupancy",
+        )
+    }
+    assert set(view) == set(want)
+    for show, (event, capacity, sold, free, occupancy, status, snapshot_at) in view.items():
+        assert (event, capacity, sold, free) == (
+            want[show]["event_id"], want[show]["capacity"], want[show]["sold_seats"], want[show]["free_seats"]
+        )
+        assert occupancy == pytest.approx(sold / capacity, abs=1e-4)
+        assert status == ("final" if show in started else "on_sale")
+        assert snapshot_at == snapshots[show]

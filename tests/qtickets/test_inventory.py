@@ -6,7 +6,13 @@ from datetime import date, timedelta
 import httpx
 import pytest
 
-from qtickets_assets.qtickets.client import EVENT_SELECT, QTicketsClient, QTicketsError, current_shows
+from qtickets_assets.qtickets.client import (
+    EVENT_SELECT,
+    QTicketsClient,
+    QTicketsError,
+    current_shows,
+    started_shows,
+)
 from qtickets_assets.qtickets.models import RecordError
 from qtickets_assets.qtickets.query import select_tree, selected_only
 from qtickets_assets.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, Account, Sandbox, render_order
@@ -165,3 +171,19 @@ def test_inventory_moves_with_the_clock_and_is_a_pure_function_of_time():
     before, after = a.expected_inventory(AS_OF), a.expected_inventory(later)
     common = set(before) & set(after)
     assert sum(after[s]["sold_seats"] for s in common) > sum(before[s]["sold_seats"] for s in common)
+
+
+def test_started_shows_keep_their_snapshot_unless_cancelled_before_the_start():
+    """A show that started is final; deleted after its start it stays; deleted before, it leaves."""
+    from tests.builders import event
+
+    start = event(1, "a", [11, 12]).shows[0].start_date  # 2026-12-01 19:00 MSK, show 12 a day later
+    after_both = start + timedelta(days=2)
+    events = [
+        event(1, "live", [11, 12]),
+        event(2, "deleted after its shows", [21], deleted=start + timedelta(hours=3)),
+        event(3, "deleted before its show", [31], deleted=start - timedelta(days=1)),
+    ]
+    assert [s.id for _, s in started_shows(events, after_both)] == [11, 12, 21]
+    assert [s.id for _, s in started_shows(events, start)] == [11, 21]
+    assert started_shows(events, start - timedelta(seconds=1)) == []
