@@ -227,3 +227,25 @@ def test_runbook_covers_the_operations_and_names_files_that_exist():
     assert "deploy/dagster.yaml" in paths
     missing = {path for path in paths if path != "deploy/.env" and not (ROOT / path).exists()}
     assert not missing, missing
+
+
+def test_bi_reader_is_read_only_with_its_password_from_the_env():
+    """The BI account: mounted into users.d, password from CLICKHOUSE_BI_PASSWORD (compose refuses to
+    start without it, so the account never has an empty password), read-only profile, SELECT on the
+    database only."""
+    import xml.etree.ElementTree as ET
+
+    clickhouse = SERVICES["clickhouse"]
+    mount = "./deploy/clickhouse/bi_reader.xml:/etc/clickhouse-server/users.d/bi_reader.xml:ro"
+    assert mount in clickhouse["volumes"]
+    password_env = clickhouse["environment"]["CLICKHOUSE_BI_PASSWORD"]
+    assert password_env == "${CLICKHOUSE_BI_PASSWORD:?set in deploy/.env}"
+    assert "CLICKHOUSE_BI_PASSWORD" in ENV_SAMPLE
+    root = ET.parse(DEPLOY / "clickhouse" / "bi_reader.xml").getroot()
+    user = root.find("users/bi_reader")
+    password = user.find("password")
+    assert password.get("from_env") == "CLICKHOUSE_BI_PASSWORD" and not (password.text or "").strip()
+    profile = root.find(f"profiles/{user.findtext('profile')}")
+    assert profile.findtext("readonly") in ("1", "2")
+    grants = [q.text.strip() for q in user.findall("grants/query")]
+    assert grants == [f"GRANT SELECT ON {ENV_SAMPLE['CLICKHOUSE_DATABASE']}.*"]
