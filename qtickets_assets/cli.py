@@ -28,48 +28,144 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dev(args: argparse.Namespace) -> int:
-    """Dagster UI + daemon on the local instance (sqlite under ./.dagster_home), from any directory."""
+def _dagster_home() -> Path:
+    """DAGSTER_HOME, or ./.dagster_home with the local instance config: the instance `dev` runs on."""
     home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         shutil.copy(PACKAGE_DIR / "dagster.yaml", home / "dagster.yaml")  # package data: works installed
-    settings = get_settings()  # fail now, with the setting's name, rather than inside the UI
     os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Dagster UI + daemon on the local instance (sqlite under ./.dagster_home), from any directory, plus
+    `serve` (webhooks, health, metrics) and, with the sandbox, the sandbox's webhooks to that `serve`."""
+    import secrets
+    import signal
+    import subprocess
+    import time
+
+    settings = get_settings()  # fail now, with the setting's name, rather than inside the UI
+    _dagster_home()
     # Every process that dagster dev starts (webserver, daemon, code server, runs) sees one data dir.
     os.environ.setdefault("QTICKETS_DATA_DIR", str(settings.qtickets_data_dir))
+    secret = settings.qtickets_webhook_secret.get_secret_value() if settings.qtickets_webhook_secret else ""
+    if not secret:  # zero configuration: a secret for this session, shared by the sandbox and `serve`
+        secret = os.environ["QTICKETS_WEBHOOK_SECRET"] = secrets.token_hex(20)
     dagster = Path(sys.executable).with_name("dagster")
-    command = [str(dagster), "dev", "-m", "qtickets_assets.definitions",
-               "-h", args.host, "-p", str(args.port)]
-    os.execv(command[0], command)
+    children = [
+        subprocess.Popen([str(dagster), "dev", "-m", "qtickets_assets.definitions",
+                          "-h", args.host, "-p", str(args.port)]),
+        subprocess.Popen([sys.executable, "-m", "qtickets_assets.cli", "serve",
+                          "--host", args.host, "--port", str(args.serve_port)]),
+    ]
+    hook_url = f"http://{args.host}:{args.serve_port}/webhooks/qtickets"
+    print(f"qtickets-assets dev: UI http://{args.host}:{args.port}, webhooks {hook_url}, "
+          f"health http://{args.host}:{args.serve_port}/healthz/qtickets_api", flush=True)
+    stop = None
+    if settings.uses_sandbox:
+        from .sandbox.webhooks import start_sender
+
+        url = settings.qtickets_sandbox_webhook_url or hook_url
+        stop = start_sender(_sandbox(settings), url, secret)
+        print(f"sandbox webhooks -> {url}", flush=True)
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    code = 0
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        code = next(child.returncode for child in children if child.returncode is not None) or 1
+        print("qtickets-assets dev: a service stopped; stopping the others", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if stop is not None:
+            stop.set()
+        for child in children:  # dagster dev and uvicorn both shut down cleanly on SIGTERM
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    return code
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The webhook receiver, /healthz/qtickets_api and /metrics (docs/RUNBOOK.md), until stopped."""
+    import logging
+
+    import uvicorn
+
+    from .automation import jobs
+    from .service import cached_instance, create_app
+    from .webhooks.sensor import webhook_job
+    from .webhooks.store import HookStore
+
+    settings = get_settings()
+    _dagster_home()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    secret = settings.qtickets_webhook_secret
+    if secret is None:
+        logging.getLogger(__name__).warning(
+            "QTICKETS_WEBHOOK_SECRET is not set: POST /webhooks/qtickets answers 503")
+    app = create_app(secret.get_secret_value() if secret else None, HookStore(settings.webhook_store_path),
+                     cached_instance(), [job.name for job in jobs] + [webhook_job.name])
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    return 0
+
+
+def _sandbox(settings, faults=None, event_every_days: float = 4.0):
+    from .sandbox import Sandbox
+
+    as_of = settings.qtickets_sandbox_as_of
+    return Sandbox(seed=settings.qtickets_sandbox_seed, opened_on=settings.qtickets_partitions_start,
+                   orders_per_day=settings.qtickets_sandbox_orders_per_day,
+                   clock=(lambda: as_of) if as_of else None, event_every_days=event_every_days,
+                   faults=faults)
 
 
 def cmd_sandbox_serve(args: argparse.Namespace) -> int:
     """The sandbox QTickets API on a real local port, until Ctrl-C."""
     import logging
 
-    from .sandbox import KINDS, SANDBOX_TOKEN, Faults, Sandbox, SandboxServer
+    from .sandbox import KINDS, SANDBOX_TOKEN, Faults, SandboxServer
 
     settings = get_settings()
-    as_of = settings.qtickets_sandbox_as_of
+    hook_url = settings.qtickets_sandbox_webhook_url
+    if hook_url and settings.qtickets_webhook_secret is None:
+        print("sandbox serve: QTICKETS_SANDBOX_WEBHOOK_URL needs QTICKETS_WEBHOOK_SECRET", file=sys.stderr)
+        return 2
     try:
         faults = Faults(args.fault_rate, args.fault_kinds.split(",") if args.fault_kinds else KINDS,
                         seed=settings.qtickets_sandbox_seed) if args.fault_rate else None
     except ValueError as error:
         print(f"sandbox serve: {error}", file=sys.stderr)
         return 2
-    sandbox = Sandbox(seed=settings.qtickets_sandbox_seed, opened_on=settings.qtickets_partitions_start,
-                      orders_per_day=settings.qtickets_sandbox_orders_per_day,
-                      clock=(lambda: as_of) if as_of else None, event_every_days=args.event_every_days,
-                      faults=faults)
+    sandbox = _sandbox(settings, faults, args.event_every_days)
     server = SandboxServer(sandbox, args.host, args.port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     print(f"sandbox QTickets API at {server.base_url} (token: {SANDBOX_TOKEN})", flush=True)
+    stop = None
+    if hook_url:  # the sandbox's own changes, signed, to a receiver (`serve`)
+        from .sandbox.webhooks import start_sender
+
+        stop = start_sender(sandbox, hook_url, settings.qtickets_webhook_secret.get_secret_value())
+        print(f"sandbox webhooks -> {hook_url}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        if stop is not None:
+            stop.set()
         server.server_close()
     return 0
 
@@ -106,7 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="run the Dagster UI and daemon on the local instance")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument("--serve-port", type=int, default=3001, help="port of `serve` (webhooks, health)")
     dev.set_defaults(func=cmd_dev)
+
+    service = commands.add_parser("serve", help="webhook receiver, /healthz/qtickets_api and /metrics")
+    service.add_argument("--host", default="127.0.0.1")
+    service.add_argument("--port", type=int, default=3001)
+    service.set_defaults(func=cmd_serve)
 
     sandbox = commands.add_parser("sandbox", help="the built-in sandbox QTickets API")
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)

@@ -15,6 +15,7 @@ from .qtickets.resource import QTicketsResource
 from .runs import RunRecordingClickHouseResource, record_sensors
 from .settings import Settings, get_settings
 from .warehouse.io_manager import ClickHouseIOManager
+from .webhooks.sensor import pending_webhooks, webhook_job
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
@@ -67,10 +68,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             automation.with_freshness_policy, dg.load_assets_from_modules([raw, marts, views])
         ),
         asset_checks=dg.load_asset_checks_from_modules([checks]),
-        jobs=automation.jobs,
+        jobs=[*automation.jobs, webhook_job],
         schedules=automation.schedules,
         # The daemon must not open chDB: in embedded mode each run records itself (runs.py).
-        sensors=automation.sensors + ([] if settings.embedded else record_sensors),
+        sensors=[*automation.sensors, pending_webhooks, *([] if settings.embedded else record_sensors)],
         resources=build_resources(settings),
         executor=dg.in_process_executor if settings.embedded else dg.multiprocess_executor,
     )
