@@ -30,7 +30,7 @@ RUN python -m venv /opt/venv \
 COPY --chown=dagster:dagster deploy/dagster.yaml /opt/dagster/home/dagster.yaml
 
 USER dagster
-EXPOSE 3000 4000
+EXPOSE 3000 3001 4000
 # Default role: the code server. The webserver and daemon override the command (docker-compose.yml).
 CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", \
      "-m", "qtickets_assets.definitions", "--location-name", "qtickets_assets"]

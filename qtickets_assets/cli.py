@@ -40,9 +40,12 @@ def _dagster_home() -> Path:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     """Dagster UI + daemon on the local instance (sqlite under ./.dagster_home), from any directory, plus
-    `serve` (webhooks, health, metrics) and, with the sandbox, the sandbox's webhooks to that `serve`."""
+    `serve` (webhooks, health, metrics) and, with the sandbox, the sandbox's webhooks to that `serve`.
+
+    Both services are child processes in this process group: Ctrl-C in a terminal reaches all of them,
+    so this process only waits; a SIGTERM reaches this process alone, so it passes it on. When either
+    service stops, the other is stopped too."""
     import secrets
-    import signal
     import subprocess
     import time
 
@@ -53,30 +56,38 @@ def cmd_dev(args: argparse.Namespace) -> int:
     secret = settings.qtickets_webhook_secret.get_secret_value() if settings.qtickets_webhook_secret else ""
     if not secret:  # zero configuration: a secret for this session, shared by the sandbox and `serve`
         secret = os.environ["QTICKETS_WEBHOOK_SECRET"] = secrets.token_hex(20)
+    serve_port = args.serve_port or args.port + 1
+    received: list[int] = []
+
+    def interrupt(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     dagster = Path(sys.executable).with_name("dagster")
     children = [
         subprocess.Popen([str(dagster), "dev", "-m", "qtickets_assets.definitions",
                           "-h", args.host, "-p", str(args.port)]),
         subprocess.Popen([sys.executable, "-m", "qtickets_assets.cli", "serve",
-                          "--host", args.host, "--port", str(args.serve_port)]),
+                          "--host", args.host, "--port", str(serve_port)]),
     ]
-    hook_url = f"http://{args.host}:{args.serve_port}/webhooks/qtickets"
-    print(f"qtickets-assets dev: UI http://{args.host}:{args.port}, webhooks {hook_url}, "
-          f"health http://{args.host}:{args.serve_port}/healthz/qtickets_api", flush=True)
     stop = None
-    if settings.uses_sandbox:
-        from .sandbox.webhooks import start_sender
-
-        url = settings.qtickets_sandbox_webhook_url or hook_url
-        stop = start_sender(_sandbox(settings), url, secret)
-        print(f"sandbox webhooks -> {url}", flush=True)
-
-    def terminate(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
     code = 0
     try:
+        hook_url = f"http://{args.host}:{serve_port}/webhooks/qtickets"
+        print(f"qtickets-assets dev: UI http://{args.host}:{args.port}, webhooks {hook_url}, "
+              f"health http://{args.host}:{serve_port}/healthz/qtickets_api", flush=True)
+        if settings.uses_sandbox:
+            import logging
+
+            from .sandbox.webhooks import start_sender
+
+            logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            logging.getLogger("qtickets_assets.sandbox.webhooks").setLevel(logging.INFO)  # each hook sent
+            url = settings.qtickets_sandbox_webhook_url or hook_url
+            stop = start_sender(_sandbox(settings), url, secret)
+            print(f"sandbox webhooks -> {url}", flush=True)
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         code = next(child.returncode for child in children if child.returncode is not None) or 1
@@ -84,17 +95,24 @@ def cmd_dev(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if stop is not None:
             stop.set()
-        for child in children:  # dagster dev and uvicorn both shut down cleanly on SIGTERM
-            if child.poll() is None:
-                child.terminate()
+        if received != [signal.SIGINT]:  # a SIGTERM, or a service died: the others heard nothing yet
+            for child in children:
+                if child.poll() is None:
+                    child.terminate()  # dagster dev and uvicorn both shut down cleanly on SIGTERM
         for child in children:
             try:
                 child.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+                child.terminate()
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
     return code
 
 
@@ -202,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="run the Dagster UI and daemon on the local instance")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
-    dev.add_argument("--serve-port", type=int, default=3001, help="port of `serve` (webhooks, health)")
+    dev.add_argument("--serve-port", type=int, default=None,
+                     help="port of `serve` (webhooks, health, metrics); default: --port + 1")
     dev.set_defaults(func=cmd_dev)
 
     service = commands.add_parser("serve", help="webhook receiver, /healthz/qtickets_api and /metrics")

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-APP_SERVICES = ["migrate", "code", "webserver", "daemon"]
+APP_SERVICES = ["migrate", "code", "webserver", "daemon", "serve"]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 ENV_SAMPLE = dict(  # the uncommented variables of the secrets template
     line.split("=", 1) for line in (DEPLOY / "env.sample").read_text().splitlines()
@@ -115,6 +115,30 @@ def test_commands_reference_files_and_modules_that_exist():
     assert workspace_paths and all(_image_path(path).is_file() for path in workspace_paths)
     assert SERVICES["migrate"]["command"][0] in tomllib.loads((ROOT / "pyproject.toml").read_text())[
         "project"]["scripts"]
+
+
+def test_serve_is_checked_on_the_health_route_and_shares_the_hook_store_with_the_runs():
+    from qtickets_assets.cli import build_parser
+
+    serve = SERVICES["serve"]
+    command = serve["command"]
+    args = build_parser().parse_args(command[1:])
+    assert command[0] == "qtickets-assets" and args.command == "serve" and args.host == "0.0.0.0"
+    assert f"127.0.0.1:{args.port}:{args.port}" in serve["ports"]
+    check = " ".join(serve["healthcheck"]["test"])
+    assert f"http://localhost:{args.port}/healthz/qtickets_api" in check
+    # The store lives in QTICKETS_DATA_DIR (the image's ENV) on one named volume: the receiver writes it,
+    # the sensor (evaluated in the code server for the daemon) and the runs (code server) read it, and
+    # it survives a container's restart.
+    data_dir = re.search(r"QTICKETS_DATA_DIR=(\S+)", DOCKERFILE).group(1)
+    for name in ("serve", "code", "daemon"):
+        mounts = [volume.split(":") for volume in SERVICES[name]["volumes"]]
+        assert any(source in COMPOSE["volumes"] and data_dir.startswith(target.rstrip("/") + "/")
+                   for source, target, *_ in mounts), name
+    assert {tuple(v.split(":")[:2]) for v in serve["volumes"]} == {
+        tuple(v.split(":")[:2]) for v in SERVICES["code"]["volumes"]}
+    assert "QTICKETS_WEBHOOK_SECRET" in (DEPLOY / "env.sample").read_text()
+    assert "3001" in re.search(r"^EXPOSE (.+)$", DOCKERFILE, re.M).group(1).split()
 
 
 def test_workspace_points_at_the_code_service():
