@@ -64,6 +64,11 @@ def _order_chunks(qtickets: QTicketsResource, window: dg.TimeWindow, log) -> Ite
     log.info(f"{total} orders for {window.start:%Y-%m-%d}..{window.end:%Y-%m-%d}")
 
 
+def api_metadata(client) -> dict[str, int]:
+    """The API calls an asset made (what `/metrics` reports per asset)."""
+    return {"qtickets/api_requests": client.requests_made, "qtickets/api_retries": client.retries_made}
+
+
 @dg.asset(
     io_manager_key="clickhouse_io",
     group_name="qtickets_staging",
@@ -74,6 +79,7 @@ def stg_qtickets_api_events_raw(context: dg.AssetExecutionContext, qtickets: QTi
     """Every event with its shows (soft-deleted ones included, flagged), one row per (event, show)."""
     with qtickets.get_client() as client:
         events = list(client.events())
+    context.add_output_metadata(api_metadata(client))
     context.log.info(f"{len(events)} events, {sum(len(e.shows) for e in events)} shows")
     return event_rows(sorted(events, key=lambda e: e.id))
 
@@ -104,6 +110,7 @@ def stg_qtickets_api_inventory_raw(
         seats = client.seats_of(show_id for _, show_id in shows)
         snapshot = [(event_id, show_id, rows)
                     for (event_id, _), (show_id, rows) in zip(shows, seats, strict=True)]
+    context.add_output_metadata(api_metadata(client))
     polled = {show_id for _, show_id in shows}
     final = sorted({show.id for _, show in started_shows(events, now)} - polled)
     context.log.info(f"{len(snapshot)} shows polled, {len(final)} started shows keep their last snapshot")

@@ -159,7 +159,7 @@ class QTicketsClient:
         self.unfiltered_limit = unfiltered_limit  # rows we read when the server ignores `where`
         self.budget = budget or RetryBudget(retry or RetryPolicy())
         self.retry = self.budget.policy
-        self.requests_made = 0
+        self.requests_made = self.retries_made = 0  # for run metadata (qtickets/api_requests, api_retries)
         self.rejects_dir = Path(rejects_dir) if rejects_dir else None
         self._token = token
         self._sleep = sleep
@@ -201,6 +201,8 @@ class QTicketsClient:
                                             path=path, status=503) from None
                 delay = retry.delay if retry.delay is not None else self._backoff(attempt)
                 self._spend(path, attempt, retry, delay)
+                with self._lock:
+                    self.retries_made += 1
                 log.warning("GET %s: %s; retry %d in %.1f s", path, retry.reason, attempt, delay)
                 self._sleep(delay)
 

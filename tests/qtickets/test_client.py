@@ -86,6 +86,7 @@ def test_429_without_retry_after_backs_off_exponentially_with_jitter(respx_mock,
     with QTicketsClient(BASE, TOKEN, sleep=sleeps, retry=policy) as api:
         api.request("events")
     assert len(sleeps) == 3
+    assert (api.requests_made, api.retries_made) == (4, 3)  # reported as run metadata (api_metadata)
     for attempt, delay in enumerate(sleeps, start=1):
         ceiling = 2.0 * 2 ** (attempt - 1)
         assert ceiling / 2 <= delay <= ceiling
