@@ -1,7 +1,9 @@
 """Marts computed inside ClickHouse from staging (read with FINAL): no warehouse data goes through Python.
 
 Each asset replaces its scope with a fresh computation (`rebuild`: new `_ver`, tombstones for keys that
-vanished), so re-materializing gives exactly what a first materialization gives.
+vanished), so re-materializing gives exactly what a first materialization gives. A mart is defined twice
+only: its table in the migrations (columns, sorting key = business key) and its SELECT here, whose
+result columns name the table's columns they fill.
 """
 
 import dagster as dg
@@ -34,16 +36,6 @@ FROM (
 )
 GROUP BY sales_date, event_id, show_id
 """
-SALES_COLUMNS = [
-    "sales_date",
-    "event_id",
-    "show_id",
-    "tickets_sold",
-    "revenue",
-    "orders_count",
-    "refunded_tickets",
-    "refunds_amount",
-]
 SALES_DATES = """
     sales_date >= toDate(fromUnixTimestamp64Milli({start:Int64}), 'Europe/Moscow')
     AND sales_date < toDate(fromUnixTimestamp64Milli({end:Int64}), 'Europe/Moscow')
@@ -66,18 +58,6 @@ SELECT
     event_deleted_at IS NOT NULL OR show_deleted_at IS NOT NULL AS is_deleted
 FROM stg_qtickets_api_events_raw FINAL
 """
-DIM_COLUMNS = [
-    "event_id",
-    "show_id",
-    "event_name",
-    "city",
-    "city_timezone",
-    "venue",
-    "show_start_at",
-    "show_finish_at",
-    "is_active",
-    "is_deleted",
-]
 
 # One physical seat appears once per tariff (offer): count each root_id once, with the max of its counters.
 # Staging keeps a started show's last snapshot (raw.py); `is_final`: the show is no longer on sale in the
@@ -113,7 +93,6 @@ LEFT JOIN (
 ) AS shows ON shows.show_id = seats.show_id
 GROUP BY seats.event_id, seats.show_id
 """
-INVENTORY_COLUMNS = ["event_id", "show_id", "capacity", "free_seats", "sold_seats", "snapshot_at", "is_final"]
 
 
 def window_parameters(window: dg.TimeWindow) -> dict[str, int]:
@@ -132,13 +111,7 @@ def fact_qtickets_sales_daily(context: dg.AssetExecutionContext, clickhouse: Cli
     params = window_parameters(context.partition_time_window)
     with clickhouse.get_client() as client:
         metadata = rebuild(
-            client,
-            "fact_qtickets_sales_daily",
-            SALES_DAILY,
-            SALES_COLUMNS,
-            ["sales_date", "event_id", "show_id"],
-            where=SALES_DATES,
-            parameters=params,
+            client, "fact_qtickets_sales_daily", SALES_DAILY, where=SALES_DATES, parameters=params
         )
         tickets, revenue = client.query(
             "SELECT sum(tickets_sold), sum(revenue) FROM fact_qtickets_sales_daily FINAL "
@@ -158,7 +131,7 @@ def fact_qtickets_sales_daily(context: dg.AssetExecutionContext, clickhouse: Cli
 def dim_events(clickhouse: ClickHouseResource) -> dg.MaterializeResult:
     """Events and their shows: name, city and its time zone, venue, show times, active/deleted flags."""
     with clickhouse.get_client() as client:
-        metadata = rebuild(client, "dim_events", DIM_EVENTS, DIM_COLUMNS, ["event_id", "show_id"])
+        metadata = rebuild(client, "dim_events", DIM_EVENTS)
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -171,11 +144,5 @@ def fact_qtickets_inventory_latest(clickhouse: ClickHouseResource) -> dg.Materia
     """Latest capacity, free and sold seats per show (each physical seat counted once); a show that has
     started keeps its last snapshot, flagged `is_final`."""
     with clickhouse.get_client() as client:
-        metadata = rebuild(
-            client,
-            "fact_qtickets_inventory_latest",
-            INVENTORY_LATEST,
-            INVENTORY_COLUMNS,
-            ["event_id", "show_id"],
-        )
+        metadata = rebuild(client, "fact_qtickets_inventory_latest", INVENTORY_LATEST)
     return dg.MaterializeResult(metadata=metadata)

@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 from clickhouse_connect.driver.client import Client
 
+from . import schema
 from .engine import INSERT_SETTINGS
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -107,23 +108,27 @@ def tombstone_stale(client: Client, table: str, where: str, parameters: dict[str
     return count
 
 
+def select_columns(client: Client, select: str, parameters: dict[str, Any] | None = None) -> list[str]:
+    """The names of the columns `select` yields, without running it."""
+    return list(client.query(f"SELECT * FROM ({select}) LIMIT 0", parameters=parameters or {}).column_names)
+
+
 def rebuild(
     client: Client,
     table: str,
     select: str,
-    columns: list[str],
-    key: list[str],
     *,
     where: str = "1",
     parameters: dict[str, Any] | None = None,
 ) -> dict[str, int]:
     """Replace the rows of `table` in scope `where` with the result of `select`, inside ClickHouse.
 
-    `select` yields the business `columns` of `table`. Its rows get one new `_ver` and
-    `_dedup_key = cityHash64(key)`; live rows in scope that it no longer produces become tombstones."""
+    `select` yields business columns of `table` by name (the column list is its result's). Its rows get
+    one new `_ver` and `_dedup_key = cityHash64(<the table's sorting key>)`; live rows in scope that it
+    no longer produces become tombstones."""
     table = identifier(table)
-    names = ", ".join(identifier(c) for c in columns)
-    key_sql = ", ".join(identifier(c) for c in key)
+    names = ", ".join(identifier(c) for c in select_columns(client, select, parameters))
+    key_sql = ", ".join(identifier(c) for c in schema.table(table).order_by)
     version = new_version()
     parameters = {**(parameters or {}), "version": version}
     client.command(

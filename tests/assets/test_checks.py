@@ -6,8 +6,10 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
-from qtickets_assets.assets import checks, marts, views
+from qtickets_assets.assets import checks, marts, raw, views
 from qtickets_assets.transform import event_rows, inventory_rows
+from qtickets_assets.warehouse import schema
+from qtickets_assets.warehouse.io_manager import KEY
 from tests.builders import EVENTS, INVENTORY, SNAPSHOT, Source, at, basket, event, order, rows_asset, seat
 
 D = SNAPSHOT.date()
@@ -97,13 +99,25 @@ def only_check(asset: str, name: str) -> dict:
             "FROM fact_qtickets_sales_daily",
             ("fact_qtickets_sales_daily", "counts_non_negative"),
         ),
+        # A fact row whose tickets staging no longer has (e.g. a write that failed half-way).
+        (
+            "INSERT INTO fact_qtickets_sales_daily SELECT * REPLACE (_ver + 1 AS _ver, 1 AS _deleted) "
+            "FROM fact_qtickets_sales_daily FINAL",
+            ("fact_qtickets_sales_daily", "agrees_with_staging"),
+        ),
         # The same show under two events: the inventory grain (show_id) is broken.
         (
             "INSERT INTO fact_qtickets_inventory_latest (event_id, show_id, capacity, free_seats, "
             "sold_seats, snapshot_at, _loaded_at, _ver, _dedup_key) SELECT event_id + 1, show_id, capacity, "
             "free_seats, sold_seats, snapshot_at, now64(3), _ver + 1, 0 "
             "FROM fact_qtickets_inventory_latest FINAL",
-            ("fact_qtickets_inventory_latest", "keys_unique"),
+            ("fact_qtickets_inventory_latest", "one_row_per_show"),
+        ),
+        # A ticket of a show that the events snapshot did not bring (dim_events has no row for it).
+        (
+            "INSERT INTO stg_qtickets_api_orders_raw (order_id, basket_id, event_id, show_id, _ver, "
+            "_dedup_key) VALUES (777, 1, 1, 12, 1, 0)",
+            ("dim_events", "covers_ordered_shows"),
         ),
         ("CREATE OR REPLACE VIEW v_sales_14d AS SELECT 1 AS event_id", ("v_sales_14d", "queryable")),
     ],
@@ -118,6 +132,32 @@ def test_each_check_catches_its_kind_of_bad_data(resources, clickhouse, tamper, 
     metadata = found[check].metadata
     assert metadata["offending_rows"].value >= 1 if "offending_rows" in metadata else "error" in metadata
     assert not result.get_asset_materialization_events()  # only checks ran
+
+
+def test_agreement_names_the_problem_of_each_key(resources, clickhouse):
+    assets = graph(capacity=5)
+    assert run(resources, assets).success
+    # One more ticket in the fact than staging backs, and a fact row for a show staging never sold.
+    execute(clickhouse, FACT_INSERT + "SELECT sales_date, event_id, show_id, tickets_sold + 1, revenue, "
+            "orders_count, refunded_tickets, refunds_amount, now64(3), _ver + 1, _dedup_key "
+            "FROM fact_qtickets_sales_daily FINAL")
+    execute(clickhouse, FACT_INSERT + "VALUES ({day:Date}, 1, 12, 1, 100, 1, 0, 0, now64(3), 1, 1)", day=D)
+    result = run(resources, assets, **only_check("fact_qtickets_sales_daily", "agrees_with_staging"))
+    found = evaluations(result)[("fact_qtickets_sales_daily", "agrees_with_staging")]
+    sample = sorted(found.metadata["sample"].value)
+    assert not found.passed and found.metadata["offending_rows"].value == 2
+    assert [(row[2], row[3]) for row in sample] == [("11", "different"), ("12", "not in staging")]
+    assert sample[0][4:6] == ["4", "3"]  # tickets_sold: fact, staging
+
+
+def test_checks_that_cannot_fail_are_not_written():
+    """Every staging table's sorting key is its business key (the marts' keys are their sorting keys by
+    construction, writes.rebuild), so after FINAL a key cannot repeat: no keys_unique check is needed."""
+    for asset in (raw.stg_qtickets_api_orders_raw, raw.stg_qtickets_api_events_raw,
+                  raw.stg_qtickets_api_inventory_raw):
+        name = asset.key.path[-1]
+        assert schema.table(name).order_by == asset.specs_by_key[asset.key].metadata[KEY], name
+    assert not [c for d in CHECKS for c in d.check_keys if c.name == "keys_unique"]
 
 
 def test_agreement_is_checked_for_the_run_s_days_only(resources, clickhouse):
