@@ -14,6 +14,7 @@ from .notify import Notifier
 from .qtickets.resource import QTicketsResource
 from .runs import RunRecordingClickHouseResource, record_sensors
 from .settings import Settings, get_settings
+from .warehouse import schema
 from .warehouse.io_manager import ClickHouseIOManager
 from .webhooks.sensor import pending_webhooks, webhook_job
 
@@ -61,12 +62,31 @@ def build_notifier(settings: Settings) -> Notifier:
     )
 
 
+def table_metadata(database: str):
+    """For map_asset_specs: each asset's table or view in Dagster's terms (`dagster/table_name`,
+    `dagster/column_schema`), the columns as the migrations declare them (views: their BI contract)."""
+    tables = schema.tables()
+
+    def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
+        name = spec.key.path[-1]
+        columns = tables[name].columns if name in tables else views.CONTRACT.get(name)
+        if columns is None:
+            return spec
+        column_schema = dg.TableSchema(columns=[dg.TableColumn(c, kind) for c, kind in columns.items()])
+        return spec.merge_attributes(
+            metadata={"dagster/table_name": f"{database}.{name}", "dagster/column_schema": column_schema}
+        )
+
+    return apply
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
+    assets = dg.load_assets_from_modules([raw, marts, views])
+    # Policies are applied here, once, over the asset specs.
+    for policy in (automation.with_freshness_policy, table_metadata(settings.clickhouse_database)):
+        assets = dg.map_asset_specs(policy, assets)
     return dg.Definitions(
-        # Freshness policies are applied here, once, over the asset specs.
-        assets=dg.map_asset_specs(
-            automation.with_freshness_policy, dg.load_assets_from_modules([raw, marts, views])
-        ),
+        assets=assets,
         asset_checks=dg.load_asset_checks_from_modules([checks]),
         jobs=[*automation.jobs, webhook_job],
         schedules=automation.schedules,

@@ -15,3 +15,21 @@ def test_embedded_default_runs_steps_in_one_process(tmp_path):
     server = build_definitions(Settings(clickhouse_dsn="http://localhost:8123"))
     assert embedded.executor is dg.in_process_executor
     assert server.executor is dg.multiprocess_executor
+
+
+def test_every_table_asset_names_its_table_and_columns(tmp_path):
+    definitions = build_definitions(Settings(qtickets_data_dir=tmp_path, clickhouse_database="bi"))
+    graph = definitions.resolve_asset_graph()
+    keys = graph.get_all_asset_keys()
+    assert len(keys) >= 8  # 3 staging tables, 3 marts, 2 views; every asset is a table or a view
+    for key in keys:
+        metadata = graph.get(key).metadata
+        name = key.path[-1]
+        assert metadata["dagster/table_name"] == f"bi.{name}"
+        columns = {c.name: c.type for c in metadata["dagster/column_schema"].columns}
+        assert columns, name
+    fact = graph.get(dg.AssetKey("fact_qtickets_sales_daily")).metadata["dagster/column_schema"]
+    assert [(c.name, c.type) for c in fact.columns][:4] == [
+        ("sales_date", "Date"), ("event_id", "UInt64"), ("show_id", "UInt64"), ("tickets_sold", "UInt64")
+    ]
+    assert "clickhouse/key" in graph.get(dg.AssetKey("stg_qtickets_api_orders_raw")).metadata  # ours stay

@@ -131,13 +131,18 @@ def sold_within_capacity(clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
 def _view_check(view: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
     name = view.key.path[-1]
 
-    @dg.asset_check(asset=view, name="queryable", description="The view answers with every contract column.")
+    @dg.asset_check(
+        asset=view, name="queryable", description="The view answers with every contract column and type."
+    )
     def _check(clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
         with clickhouse.get_client() as client:
             try:
                 rows = views.count_view(client, name)
+                mismatches = views.contract_mismatches(client, name)
             except Exception as error:  # the failure is the check's finding, not a crash
                 return dg.AssetCheckResult(passed=False, metadata={"error": str(error)[:1000]})
+        if mismatches:
+            return dg.AssetCheckResult(passed=False, metadata={"error": f"types differ: {mismatches}"})
         return dg.AssetCheckResult(passed=True, metadata={"rows": rows})
 
     return _check

@@ -6,50 +6,53 @@ import dagster as dg
 from ..warehouse.resource import ClickHouseResource
 from ..warehouse.writes import identifier
 
-# ARCHITECTURE.md §4 and docs/BI.md: the columns the dashboards read (only ever added to, never renamed).
+# ARCHITECTURE.md §4 and docs/BI.md: the columns the dashboards read (only ever added to, never renamed),
+# with their ClickHouse types.
+MONEY = "Decimal(38, 2)"  # sum() of Decimal(18, 2)
+MOSCOW_TIME = "DateTime64(3, 'Europe/Moscow')"
 CONTRACT = {
-    "v_sales_14d": ["sales_date", "event_id", "tickets_sold", "revenue"],
-    "v_sales_latest": [
-        "event_id",
-        "event_name",
-        "tickets_sold_total",
-        "revenue_total",
-        "tickets_sold_today",
-        "revenue_today",
-        "capacity",
-        "free_seats",
-        "sold_seats",
-        "capacity_on_sale",
-        "shows_on_sale",
-        "shows_final",
-    ],
-    "v_show_occupancy": [
-        "event_id",
-        "event_name",
-        "show_id",
-        "city",
-        "venue",
-        "show_start_at",
-        "capacity",
-        "sold_seats",
-        "free_seats",
-        "occupancy",
-        "status",
-        "is_final",
-        "snapshot_at",
-    ],
-    "v_sales_pace": [
-        "event_id",
-        "event_name",
-        "show_id",
-        "show_start_at",
-        "sales_date",
-        "days_before_show",
-        "tickets_sold",
-        "revenue",
-        "tickets_sold_cumulative",
-        "revenue_cumulative",
-    ],
+    "v_sales_14d": {"sales_date": "Date", "event_id": "UInt64", "tickets_sold": "UInt64", "revenue": MONEY},
+    "v_sales_latest": {
+        "event_id": "UInt64",
+        "event_name": "String",
+        "tickets_sold_total": "UInt64",
+        "revenue_total": MONEY,
+        "tickets_sold_today": "UInt64",
+        "revenue_today": MONEY,
+        "capacity": "UInt64",
+        "free_seats": "UInt64",
+        "sold_seats": "UInt64",
+        "capacity_on_sale": "UInt64",
+        "shows_on_sale": "UInt64",
+        "shows_final": "UInt64",
+    },
+    "v_show_occupancy": {
+        "event_id": "UInt64",
+        "event_name": "String",
+        "show_id": "UInt64",
+        "city": "String",
+        "venue": "String",
+        "show_start_at": f"Nullable({MOSCOW_TIME})",
+        "capacity": "UInt64",
+        "sold_seats": "UInt64",
+        "free_seats": "UInt64",
+        "occupancy": "Float64",
+        "status": "String",
+        "is_final": "UInt8",
+        "snapshot_at": MOSCOW_TIME,
+    },
+    "v_sales_pace": {
+        "event_id": "UInt64",
+        "event_name": "String",
+        "show_id": "UInt64",
+        "show_start_at": MOSCOW_TIME,
+        "sales_date": "Date",
+        "days_before_show": "Int32",
+        "tickets_sold": "UInt64",
+        "revenue": MONEY,
+        "tickets_sold_cumulative": "UInt64",
+        "revenue_cumulative": MONEY,
+    },
 }
 
 
@@ -57,6 +60,12 @@ def count_view(client, name: str) -> int:
     """Row count of a view, selecting every contract column (a missing one is an error)."""
     columns = ", ".join(identifier(c) for c in CONTRACT[name])
     return client.query(f"SELECT count() FROM (SELECT {columns} FROM {identifier(name)})").result_rows[0][0]
+
+
+def contract_mismatches(client, name: str) -> dict[str, str]:
+    """Contract columns whose type in the view differs: column -> what the view has (or 'missing')."""
+    found = {row[0]: row[1] for row in client.query(f"DESCRIBE TABLE {identifier(name)}").result_rows}
+    return {c: found.get(c, "missing") for c, kind in CONTRACT[name].items() if found.get(c) != kind}
 
 
 def _view_asset(name: str, deps: list[str], description: str) -> dg.AssetsDefinition:

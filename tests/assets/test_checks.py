@@ -120,6 +120,12 @@ def only_check(asset: str, name: str) -> dict:
             ("dim_events", "covers_ordered_shows"),
         ),
         ("CREATE OR REPLACE VIEW v_sales_14d AS SELECT 1 AS event_id", ("v_sales_14d", "queryable")),
+        # Revenue as a float: dashboards would sum rounding errors.
+        (
+            "CREATE OR REPLACE VIEW v_sales_14d AS SELECT sales_date, event_id, tickets_sold, "
+            "toFloat64(revenue) AS revenue FROM fact_qtickets_sales_daily",
+            ("v_sales_14d", "queryable"),
+        ),
     ],
 )
 def test_each_check_catches_its_kind_of_bad_data(resources, clickhouse, tamper, check):
