@@ -140,13 +140,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sandbox(settings, faults=None, event_every_days: float = 4.0):
+def _sandbox(settings, faults=None, event_every_days: float | None = None):
     from .sandbox import Sandbox
 
     as_of = settings.qtickets_sandbox_as_of
     return Sandbox(seed=settings.qtickets_sandbox_seed, opened_on=settings.qtickets_partitions_start,
                    orders_per_day=settings.qtickets_sandbox_orders_per_day,
-                   clock=(lambda: as_of) if as_of else None, event_every_days=event_every_days,
+                   clock=(lambda: as_of) if as_of else None,
+                   event_every_days=event_every_days or settings.qtickets_sandbox_event_every_days,
                    faults=faults)
 
 
@@ -234,8 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sandbox_commands.add_parser("serve", help="serve the sandbox API on a local port")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--event-every-days", type=float, default=4.0,
-                       help="account size: a new event every N days")
+    serve.add_argument("--event-every-days", type=float, default=None,
+                       help="account size: a new event every N days "
+                            "(default: QTICKETS_SANDBOX_EVENT_EVERY_DAYS, 4)")
     serve.add_argument("--fault-rate", type=float, default=0.0,
                        help="share of requests that get an injected fault (0..1)")
     serve.add_argument("--fault-kinds", default="",

@@ -38,6 +38,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         sandbox_seed=settings.qtickets_sandbox_seed,
         sandbox_opened_on=settings.qtickets_partitions_start.isoformat(),
         sandbox_orders_per_day=settings.qtickets_sandbox_orders_per_day,
+        sandbox_event_every_days=settings.qtickets_sandbox_event_every_days,
         sandbox_as_of=settings.qtickets_sandbox_as_of.isoformat() if settings.qtickets_sandbox_as_of else "",
     )
     return {

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     )
     qtickets_sandbox_seed: int = Field(42, description="Seed of the sandbox account.")
     qtickets_sandbox_orders_per_day: int = Field(120, ge=0, description="Average sandbox sales volume.")
+    qtickets_sandbox_event_every_days: float = Field(
+        4.0, gt=0, description="Sandbox account size: a new event every N days (more sales need more events)."
+    )
     qtickets_sandbox_as_of: datetime | None = Field(
         None, description="Freeze the sandbox clock at this instant (with offset); unset: the real clock."
     )
