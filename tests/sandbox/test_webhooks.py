@@ -100,3 +100,17 @@ def test_undelivered_hooks_are_retried_n_cubed_seconds_apart_then_dropped(tmp_pa
         sender.tick()
         assert all(hook.attempts == attempt for hook in sender.queue)
     assert not sender.queue and sender.dropped == count and store.depth()[0] == 0
+
+
+def test_sandbox_serve_refuses_a_webhook_url_without_a_secret(monkeypatch, capsys):
+    from qtickets_assets.cli import main
+    from qtickets_assets.settings import get_settings
+
+    monkeypatch.setenv("QTICKETS_SANDBOX_WEBHOOK_URL", "http://127.0.0.1:9/webhooks/qtickets")
+    monkeypatch.delenv("QTICKETS_WEBHOOK_SECRET", raising=False)
+    get_settings.cache_clear()
+    try:
+        assert main(["sandbox", "serve", "--port", "0"]) == 2
+    finally:
+        get_settings.cache_clear()
+    assert "QTICKETS_WEBHOOK_SECRET" in capsys.readouterr().err
