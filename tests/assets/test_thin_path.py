@@ -1,6 +1,6 @@
 """Sandbox orders -> staging -> daily facts -> v_sales_14d, on chDB, compared with the sandbox's truth."""
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -67,20 +67,22 @@ def test_rematerializing_is_idempotent(resources, clickhouse, qtickets):
 
 
 def test_v_sales_14d_shows_recent_days_per_event(clickhouse, resources):
-    # The view keeps the last 14 Moscow days of the real clock: load yesterday, as of now.
-    now = datetime.now(MSK).replace(microsecond=0)
-    yesterday = now.date() - timedelta(days=1)
-    recent = QTicketsResource(sandbox_opened_on=OPENED_ON, sandbox_as_of=now.isoformat())
-    materialize({**resources, "qtickets": recent}, yesterday.isoformat())
-    truth = recent.sandbox().expected_sales_daily(now)
+    # The view keeps the last 14 Moscow days of the engine's clock, so the day loaded must be recent: the
+    # sandbox is frozen at noon of the day before today. A fixed instant, not "now": if Moscow midnight
+    # passes during the test, the loaded day is two days old and still inside the view's window.
+    day = datetime.now(MSK).date() - timedelta(days=1)
+    frozen = datetime.combine(day, time(12), MSK)
+    recent = QTicketsResource(sandbox_opened_on=OPENED_ON, sandbox_as_of=frozen.isoformat())
+    materialize({**resources, "qtickets": recent}, day.isoformat())
+    truth = recent.sandbox().expected_sales_daily(frozen)
     want = {}
     for (sales_date, event, _show), v in truth.items():
-        if sales_date == yesterday:
+        if sales_date == day:
             tickets, revenue = want.get(event, (0, Decimal(0)))
             want[event] = (tickets + v["tickets_sold"], revenue + v["revenue"])
     with clickhouse.get_client() as client:
         rows = client.query(
             "SELECT event_id, tickets_sold, revenue FROM v_sales_14d WHERE sales_date = {d:Date}",
-            parameters={"d": yesterday},
+            parameters={"d": day},
         ).result_rows
     assert want and {event: (tickets, revenue) for event, tickets, revenue in rows} == want
