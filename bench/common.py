@@ -55,16 +55,18 @@ def history(orders: int, per_day: int, now: datetime) -> tuple[str, datetime]:
 
 @contextmanager
 def serve_sandbox(opened_on: str, orders_per_day: int, as_of: datetime, event_every_days: float = 4.0,
-                  ) -> Iterator[tuple[str, int]]:
+                  access_log: Path | None = None) -> Iterator[tuple[str, int]]:
     """The sandbox on a local port in a separate process (`qtickets-assets sandbox serve`).
     Yields (base_url, orders in the account). The account is planned by a first request, before anything
-    is timed. Sales stop when events sell out: a big daily volume needs events often."""
+    is timed. Sales stop when events sell out: a big daily volume needs events often. `access_log` gets
+    the server's log, one line per request (`requests_in`)."""
     port = free_port()
     server = [str(CLI), "sandbox", "serve"]
+    log_file = open(access_log, "w") if access_log else subprocess.DEVNULL  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
         [*server, "--port", str(port), "--event-every-days", str(event_every_days)],
         env=sandbox_env(opened_on, orders_per_day, as_of),
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=log_file, text=True, cwd=ROOT,
     )
     try:
         line = process.stdout.readline()
@@ -83,12 +85,27 @@ def serve_sandbox(opened_on: str, orders_per_day: int, as_of: datetime, event_ev
     finally:
         process.terminate()
         process.wait(10)
+        if access_log:
+            log_file.close()
+
+
+def requests_in(access_log: Path) -> dict[str, int]:
+    """Requests the sandbox served so far, by path kind (orders, events, seats), from its access log."""
+    counts: dict[str, int] = {}
+    for line in access_log.read_text().splitlines():
+        if '"GET /api/rest/v1/' in line:
+            path = line.split('"GET /api/rest/v1/', 1)[1].split()[0]
+            kind = "seats" if path.endswith("/seats") else path.split("/")[0]
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 def run_watched(command: list[str], cap_mb: float, **popen) -> dict:
     """Run `command`; kill it if its RSS passes `cap_mb` (the machine has no swap). Returns its exit code,
-    output, peak RSS (its own `wait4` rusage) and whether the watchdog killed it."""
+    output, peak RSS and CPU seconds (user + system; its own `wait4` rusage), wall seconds and whether the
+    watchdog killed it."""
     out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    started = time.perf_counter()
     child = subprocess.Popen(command, stdout=out, stderr=err, text=True, **popen)
     killed, done = threading.Event(), threading.Event()
 
@@ -108,8 +125,10 @@ def run_watched(command: list[str], cap_mb: float, **popen) -> dict:
 
     threading.Thread(target=watchdog, daemon=True).start()
     _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - started
     done.set()
     child.returncode = os.waitstatus_to_exitcode(status)
     out.seek(0), err.seek(0)
     return {"returncode": child.returncode, "stdout": out.read(), "stderr": err.read(),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024), "killed": killed.is_set()}
+            "peak_rss_mb": round(usage.ru_maxrss / 1024), "killed": killed.is_set(),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 2), "wall_s": round(wall, 2)}

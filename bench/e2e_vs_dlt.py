@@ -95,14 +95,13 @@ def run_ours(base_url: str, per_page: int, concurrency: int, batch: int) -> dict
 
     from qtickets_assets.qtickets.client import QTicketsClient
     from qtickets_assets.transform import order_rows
-    from qtickets_assets.warehouse.engine import INSERT_SETTINGS
     from qtickets_assets.warehouse.resource import ClickHouseResource
-    from qtickets_assets.warehouse.writes import new_version, stamp
+    from qtickets_assets.warehouse.writes import arrow_schema, insert_columns, new_version, stamp
 
-    def insert(client, orders) -> None:  # the IO manager's stamping, minus its whole-scope tombstones
-        columns = stamp("stg_qtickets_api_orders_raw", ["order_id", "basket_id"], order_rows(orders), version)
-        client.insert("stg_qtickets_api_orders_raw", data=list(columns.values()), column_names=list(columns),
-                      column_oriented=True, settings=INSERT_SETTINGS)
+    table = "stg_qtickets_api_orders_raw"
+
+    def insert(client, orders) -> None:  # the IO manager's write, minus its whole-scope tombstones
+        insert_columns(client, table, stamp(table, order_rows(orders), version), arrow_schema(client, table))
 
     with tempfile.TemporaryDirectory() as tmp:
         clickhouse = ClickHouseResource(dsn=f"chdb://{Path(tmp) / 'ch'}")

@@ -1,4 +1,5 @@
-"""Pipeline throughput: pre-fetched sandbox pages -> parse -> validate -> transform -> insert into chDB.
+"""Pipeline throughput ("pages in RAM"): pre-rendered sandbox pages -> parse -> validate -> transform ->
+insert into chDB, the orders asset's and the IO manager's own functions, no network.
 
 Floor, measured in the same run on the same bytes: orjson parse + one Arrow batch of the baskets,
 untransformed, via insert_arrow. Both insert once per --batch-pages pages (the IO manager inserts a whole
@@ -22,14 +23,15 @@ import orjson
 import pyarrow as pa
 from common import load
 
+from qtickets_assets.assets.raw import order_chunks
 from qtickets_assets.qtickets.models import Order, parse
 from qtickets_assets.sandbox import Sandbox, render_order
-from qtickets_assets.transform import order_rows
 from qtickets_assets.warehouse.engine import INSERT_SETTINGS, open_client
 from qtickets_assets.warehouse.migrations import migrate
-from qtickets_assets.warehouse.writes import new_version, stamp
+from qtickets_assets.warehouse.writes import arrow_schema, insert_columns, new_version, stamp
 
 PAGE = 100
+TABLE = "stg_qtickets_api_orders_raw"
 FLOOR_DDL = """CREATE TABLE IF NOT EXISTS floor_baskets (order_id Int64, id Int64, show_id Int64, price Int64,
     created_at String, updated_at String, seat_id String) ENGINE = MergeTree ORDER BY (order_id, id)"""
 
@@ -54,12 +56,12 @@ def batches(pages: list[bytes], size: int) -> list[list[bytes]]:
 
 
 def pipeline(client, pages: list[bytes], batch_pages: int) -> None:
-    version = new_version()
-    for chunk in batches(pages, batch_pages):
-        orders = [parse(Order, row, source="page") for page in chunk for row in orjson.loads(page)["data"]]
-        columns = stamp("stg_qtickets_api_orders_raw", ["order_id", "basket_id"], order_rows(orders), version)
-        client.insert("stg_qtickets_api_orders_raw", data=list(columns.values()), column_names=list(columns),
-                      column_oriented=True, settings=INSERT_SETTINGS)
+    """The orders asset's path: records parsed into models, chunked into staging rows with the collector
+    paused (`order_chunks`), written as the IO manager writes (`stamp`, one Arrow batch a chunk)."""
+    version, schema = new_version(), arrow_schema(client, TABLE)
+    orders = (parse(Order, row, source="page") for page in pages for row in orjson.loads(page)["data"])
+    for rows, _ in order_chunks(orders, batch_pages * PAGE):
+        insert_columns(client, TABLE, stamp(TABLE, rows, version), schema)
 
 
 def floor(client, pages: list[bytes], batch_pages: int) -> None:

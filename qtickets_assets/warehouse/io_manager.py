@@ -1,7 +1,7 @@
 """The IO manager of the staging assets: adapts the write primitives (writes.py) to Dagster.
 
 An asset returns `Rows` (columnar data), or a `RowStream` of `Rows` chunks so a long backfill runs
-in flat memory. The table is the asset key's last part. Each write inserts its chunks as columnar
+in flat memory. The table is the asset key's last part. Each write inserts its chunks as Arrow
 batches with `async_insert=0`, then tombstones the live rows of its scope that it did not rewrite.
 
 The scope comes from asset metadata: the partition's Moscow time window on `clickhouse/window_column`,
@@ -16,9 +16,19 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from .engine import INSERT_SETTINGS
 from .resource import ClickHouseResource
-from .writes import Rows, RowStream, chunks, identifier, new_version, stamp, tombstone_stale, window_condition
+from .writes import (
+    Rows,
+    RowStream,
+    arrow_schema,
+    chunks,
+    identifier,
+    insert_columns,
+    new_version,
+    stamp,
+    tombstone_stale,
+    window_condition,
+)
 
 KEY = "clickhouse/key"
 WINDOW_COLUMN = "clickhouse/window_column"
@@ -41,17 +51,12 @@ class ClickHouseIOManager(dg.ConfigurableIOManager):
         metadata = context.definition_metadata or {}
         version, count = new_version(), 0
         with self.clickhouse.get_client() as client:
-            insert_context = None
+            schema = None
             for chunk in chunks(obj):
                 if not len(chunk):
                     continue
-                columns = stamp(table, metadata[KEY], chunk, version)
-                if insert_context is None:  # one DESCRIBE per write, not per chunk
-                    insert_context = client.create_insert_context(
-                        table, column_names=list(columns), column_oriented=True, settings=INSERT_SETTINGS
-                    )
-                insert_context.data = list(columns.values())
-                client.insert(context=insert_context)
+                schema = schema or arrow_schema(client, table)  # one DESCRIBE per write, not per chunk
+                insert_columns(client, table, stamp(table, chunk, version), schema)
                 count += len(chunk)
             window = context.asset_partitions_time_window if context.has_asset_partitions else None
             where, parameters = _scope(metadata, window)

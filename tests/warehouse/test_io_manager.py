@@ -14,7 +14,7 @@ import pytest
 from qtickets_assets.assets import marts, views
 from qtickets_assets.transform import event_rows, inventory_rows
 from qtickets_assets.warehouse.io_manager import KEY, WINDOW_COLUMN
-from qtickets_assets.warehouse.writes import Rows, dedup_key, identifier, ms
+from qtickets_assets.warehouse.writes import Rows, identifier, ms
 from tests.builders import (
     EVENTS,
     INVENTORY,
@@ -171,7 +171,9 @@ def test_technical_columns(resources, clickhouse):
         "SELECT basket_id, _dedup_key, _ver, _deleted, price FROM stg_qtickets_api_orders_raw "
         "ORDER BY _ver, basket_id",
     )
-    assert [r[1] for r in rows] == [dedup_key(1, 1), dedup_key(1, 2)] * 2
+    # The key hash comes from ClickHouse (the column's DEFAULT, migration 0025): the business key only.
+    keys = query(clickhouse, "SELECT cityHash64(1::UInt64, 1::UInt64), cityHash64(1::UInt64, 2::UInt64)")
+    assert [r[1] for r in rows] == list(keys[0]) * 2 and keys[0][0] != keys[0][1]
     assert len({r[2] for r in rows[:2]}) == 1 and rows[0][2] < rows[2][2]  # one version per write
     assert [r[4] for r in rows] == [Decimal(1000), Decimal(1000), Decimal(700), Decimal(1000)]
     loaded = query(clickhouse, "SELECT toTimeZone(_loaded_at, 'UTC') FROM stg_qtickets_api_orders_raw")
