@@ -9,7 +9,7 @@ process own its data directory; against a ClickHouse server steps may run in par
 import dagster as dg
 
 from . import automation
-from .assets import checks, marts, raw, views
+from .assets import checks, manual, marts, raw, views
 from .notify import Notifier
 from .qtickets.resource import QTicketsResource
 from .runs import RunRecordingClickHouseResource, record_sensors
@@ -82,7 +82,7 @@ def table_metadata(database: str):
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    assets = dg.load_assets_from_modules([raw, marts, views])
+    assets = dg.load_assets_from_modules([raw, marts, views, manual])
     # Policies are applied here, once, over the asset specs.
     for policy in (automation.with_freshness_policy, table_metadata(settings.clickhouse_database)):
         assets = dg.map_asset_specs(policy, assets)

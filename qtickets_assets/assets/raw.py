@@ -14,7 +14,7 @@ from ..qtickets.client import current_shows, started_shows
 from ..qtickets.models import Event, Order, parse
 from ..qtickets.resource import QTicketsResource
 from ..transform import event_rows, inventory_rows, order_rows
-from ..warehouse.io_manager import KEY, WINDOW_COLUMN
+from ..warehouse.io_manager import KEEP, KEY, WINDOW_COLUMN
 from ..warehouse.writes import Rows, RowStream
 
 # ~5k tickets per insert: large for ClickHouse, small for memory (bench/memory.py: a backfill peaks at
@@ -28,7 +28,8 @@ ORDERS_PER_CHUNK = 2_000
     io_manager_key="clickhouse_io",
     group_name="qtickets_staging",
     kinds={"clickhouse", "python"},
-    metadata={KEY: ["order_id", "basket_id"], WINDOW_COLUMN: "order_created_at"},
+    # Rows of the manual fallback (assets/manual.py) stay until the API serves the same tickets.
+    metadata={KEY: ["order_id", "basket_id"], WINDOW_COLUMN: "order_created_at", KEEP: "source = 'manual'"},
 )
 def stg_qtickets_api_orders_raw(
     context: dg.AssetExecutionContext, qtickets: QTicketsResource

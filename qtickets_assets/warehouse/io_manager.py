@@ -32,10 +32,12 @@ from .writes import (
 
 KEY = "clickhouse/key"
 WINDOW_COLUMN = "clickhouse/window_column"
+# SQL condition on rows another writer owns: never replaced nor tombstoned by this asset's writes.
+KEEP = "clickhouse/keep"
 
 
 def _scope(metadata: dict, window: dg.TimeWindow | None) -> tuple[str, dict[str, Any]]:
-    """SQL condition (and its parameters) selecting the rows a write replaces."""
+    """SQL condition (and its parameters) selecting the rows of a partition, or the whole table."""
     if window is not None:
         return window_condition(metadata[WINDOW_COLUMN], window)
     return "1", {}
@@ -60,6 +62,8 @@ class ClickHouseIOManager(dg.ConfigurableIOManager):
                 count += len(chunk)
             window = context.asset_partitions_time_window if context.has_asset_partitions else None
             where, parameters = _scope(metadata, window)
+            if metadata.get(KEEP):
+                where = f"({where}) AND NOT ({metadata[KEEP]})"
             if isinstance(obj, Rows) and obj.scope is not None:
                 narrower, extra = obj.scope
                 where, parameters = f"({where}) AND ({narrower})", {**parameters, **extra}
