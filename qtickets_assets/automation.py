@@ -10,6 +10,8 @@
 - Freshness: the policy is applied in definitions.py (once, over the asset specs) and evaluated by the
   daemon; `freshness_alerts` turns state changes into notifications (open-source Dagster has no alerts).
 - `run_failure_alerts`: every failed run, through the same notifier.
+- Both write their alerts to the outbox (notify.py) before sending; the freshness sensor, evaluated every
+  minute, also sends whatever is still pending, so an alert is retried until each backend took it.
 Sensors and schedules only read the Dagster instance and call webhooks: they never open the warehouse.
 """
 
@@ -20,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from .notify import Alert, Notifier, NotifyError
+from .notify import Alert, Notifier, Outbox, outbox_path
 from .partitions import TIMEZONE, daily_partitions
 from .runs import RANGE_END, RANGE_START, partition_range, root_error, scrub_secrets
 from .settings import get_settings
@@ -101,8 +103,8 @@ PROBLEMS = {"WARN": "warning", "FAIL": "critical"}
 
 def freshness_changes(previous: Mapping[str, str], current: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     """asset -> (before, now) for the state changes worth an alert: into WARN or FAIL, and back to PASS
-    from WARN or FAIL ("recovered"). An unchanged state, a first PASS and UNKNOWN (never materialized)
-    alert nobody."""
+    from WARN or FAIL ("recovered"). An unchanged state, a first PASS and UNKNOWN alert nobody; UNKNOWN in
+    between is no news (`previous` keeps the last known state), so FAIL, UNKNOWN, PASS is a recovery."""
     changes = {}
     for asset, state in current.items():
         before = previous.get(asset, "UNKNOWN")
@@ -111,6 +113,11 @@ def freshness_changes(previous: Mapping[str, str], current: Mapping[str, str]) -
         if state in PROBLEMS or (state == "PASS" and before in PROBLEMS):
             changes[asset] = (before, state)
     return changes
+
+
+def known_states(previous: Mapping[str, str], current: Mapping[str, str]) -> dict[str, str]:
+    """The next cursor: each asset's last known state (UNKNOWN never overwrites one)."""
+    return {**previous, **{asset: state for asset, state in current.items() if state != "UNKNOWN"}}
 
 
 def _age(instance: dg.DagsterInstance, key: dg.AssetKey, now: float) -> str:
@@ -135,32 +142,29 @@ def freshness_alert(asset: str, before: str, state: str, age: str, ui_url: str) 
 
 @dg.sensor(
     name="freshness_alerts", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Freshness state changes (warn, fail, recovered) of the facts and inventory -> alerts.",
+    description="Freshness state changes (warn, fail, recovered) of the facts and inventory -> alerts; "
+                "also sends every alert still pending in the outbox.",
 )
 def freshness_alerts(context: dg.SensorEvaluationContext, notifier: Notifier):
     keys = [node.key for node in context.repository_def.asset_graph.asset_nodes if node.freshness_policy]
     records = context.instance.get_freshness_state_records(keys)
     current = {key.to_user_string(): record.freshness_state.value for key, record in records.items()}
+    changed_at = {key.to_user_string(): record.updated_at.timestamp() for key, record in records.items()}
     seen = json.loads(context.cursor) if context.cursor else {}
+    outbox = Outbox(outbox_path(context.instance))
     now = datetime.now(UTC).timestamp()
-    undelivered = []
     for asset, (before, state) in sorted(freshness_changes(seen, current).items()):
         age = _age(context.instance, dg.AssetKey.from_user_string(asset), now)
         alert = freshness_alert(asset, before, state, age, notifier.ui_url)
-        try:
-            notifier.send(alert)
-        except NotifyError as error:
-            undelivered.append(f"{asset}: {error}")
-            del current[asset]  # remember the old state, so that the next evaluation retries
-        else:
-            context.log.info(f"alert sent: {alert.title}")
-    context.update_cursor(json.dumps({**seen, **current}, sort_keys=True))
-    if undelivered:
-        return dg.SkipReason("; ".join(undelivered))
-    return dg.SkipReason("no freshness change to report")
+        # The id of this state change: an evaluation that is repeated (its cursor was lost) adds nothing.
+        outbox.put(f"freshness:{asset}:{state}:{changed_at[asset]}", alert, notifier.backends())
+    context.update_cursor(json.dumps(known_states(seen, current), sort_keys=True))
+    return dg.SkipReason(outbox.deliver(notifier).summary())
 
 
+# Every location's runs: also a failed `qtickets-assets load` recorded in the instance (DAGSTER_HOME).
 @dg.run_failure_sensor(name="run_failure_alerts", default_status=dg.DefaultSensorStatus.RUNNING,
+                       monitor_all_code_locations=True,
                        description="Every failed run -> an alert with the failed steps' errors.")
 def run_failure_alerts(context: dg.RunFailureSensorContext, notifier: Notifier):
     run = context.dagster_run
@@ -172,7 +176,11 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, notifier: Notifier):
         text=text[:1500], fields={"run_id": run.run_id, "partitions": partition_range(run.tags) or "-"},
         url=f"{notifier.ui_url.rstrip('/')}/runs/{run.run_id}" if notifier.ui_url else "",
     )
-    notifier.send(alert)  # NotifyError: the sensor fails and re-evaluates this run next time
+    # Dagster moves this sensor's cursor past the run even if we raise: the outbox keeps the alert until
+    # each backend took it (this evaluation, or the freshness sensor's next ones).
+    outbox = Outbox(outbox_path(context.instance))
+    outbox.put(f"run_failure:{run.run_id}", alert, notifier.backends())
+    context.log.info(outbox.deliver(notifier).summary())
 
 
 schedules: list[dg.ScheduleDefinition] = [every_15_minutes, daily_reconcile]

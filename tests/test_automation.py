@@ -1,6 +1,7 @@
 """Schedules (Moscow midnight, queued runs), freshness policies, freshness and run-failure alert sensors."""
 
 import json
+import logging
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,11 +12,11 @@ import respx
 
 from qtickets_assets import automation
 from qtickets_assets.definitions import build_definitions
-from qtickets_assets.notify import Notifier
 from qtickets_assets.settings import Settings
 
 MSK = ZoneInfo("Europe/Moscow")
 HOOK = "https://alerts.example.com/hook"
+SLACK = "https://hooks.slack.com/services/T000/B000/XXXXSECRET"
 RANGE = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
@@ -134,82 +135,117 @@ def report_state(instance, asset: str, before: str, state: str) -> None:
         state_change_timestamp=datetime.now().timestamp()))
 
 
-def evaluate(sensor, defs, instance, cursor):
-    notifier = Notifier(webhook_url=HOOK, ui_url="http://ui:3000")
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, repository_def=defs.get_repository_def(),
-        resources={"notifier": notifier},
-    )
-    result = sensor(context)
-    return result, context.cursor
+# The code location the sensor daemon evaluates in these tests: the product's definitions with the webhook
+# and Slack backends (their URLs come from the environment as EnvVars, as in production).
+ALERT_DEFS = build_definitions(Settings(alert_webhook_url=HOOK, alert_slack_webhook_url=SLACK,
+                                        dagster_ui_url="http://ui:3000"))
 
 
+@pytest.fixture
+def daemon(instance, monkeypatch):
+    """`tick()`: one pass of Dagster's sensor daemon over the location's sensors, a minute after the last
+    (the sensors' minimum interval), with cursors, ticks and time handled by Dagster itself."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster._daemon.sensor import execute_sensor_iteration
+
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", HOOK)
+    monkeypatch.setenv("ALERT_SLACK_WEBHOOK_URL", SLACK)
+    origin = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name=__name__, attribute="ALERT_DEFS"))
+    clock = [datetime.now(MSK)]
+    with create_test_daemon_workspace_context(InProcessWorkspaceLoadTarget(origin), instance) as workspace:
+        def tick() -> None:
+            clock[0] += timedelta(seconds=61)
+            with freeze_time(clock[0]):
+                list(execute_sensor_iteration(workspace, logging.getLogger("sensor-daemon"), None, None))
+        yield tick
+
+
+def sent(route) -> list[dict]:
+    return [json.loads(call.request.content) for call in route.calls]
+
+
+@pytest.mark.slow
 @respx.mock
-def test_freshness_sensor_alerts_once_per_change_and_on_recovery(defs, instance):
+def test_freshness_sensor_alerts_once_per_change_and_on_recovery(instance, daemon):
     hook = respx.post(HOOK).respond(200)
+    respx.post(SLACK).respond(200)
     report_state(instance, "fact_qtickets_sales_daily", "UNKNOWN", "PASS")
-    _, cursor = evaluate(automation.freshness_alerts, defs, instance, None)
+    daemon()
     assert not hook.called  # healthy from the start: nothing to say
 
     report_state(instance, "fact_qtickets_sales_daily", "PASS", "FAIL")
     report_state(instance, "stg_qtickets_api_inventory_raw", "PASS", "WARN")
-    _, cursor = evaluate(automation.freshness_alerts, defs, instance, cursor)
-    sent = [json.loads(call.request.content) for call in hook.calls]
-    assert [(a["fields"]["asset"], a["severity"]) for a in sent] == [
+    daemon()
+    alerts = sorted(sent(hook), key=lambda alert: alert["fields"]["asset"])  # sent at once: any order
+    assert [(a["fields"]["asset"], a["severity"]) for a in alerts] == [
         ("fact_qtickets_sales_daily", "critical"), ("stg_qtickets_api_inventory_raw", "warning")]
-    assert sent[0]["url"] == "http://ui:3000/assets/fact_qtickets_sales_daily"
-    assert "never materialized" in sent[0]["text"] and "fail after 2:00:00" in sent[0]["text"]
+    assert alerts[0]["url"] == "http://ui:3000/assets/fact_qtickets_sales_daily"
+    assert "never materialized" in alerts[0]["text"] and "fail after 2:00:00" in alerts[0]["text"]
 
-    _, cursor = evaluate(automation.freshness_alerts, defs, instance, cursor)
+    daemon()
     assert hook.call_count == 2  # unchanged states: no repeated alert
 
-    report_state(instance, "fact_qtickets_sales_daily", "FAIL", "PASS")
-    _, cursor = evaluate(automation.freshness_alerts, defs, instance, cursor)
+    # FAIL, then UNKNOWN for a while (e.g. a policy re-evaluated), then PASS: still a recovery.
+    report_state(instance, "fact_qtickets_sales_daily", "FAIL", "UNKNOWN")
+    daemon()
+    assert hook.call_count == 2
+    report_state(instance, "fact_qtickets_sales_daily", "UNKNOWN", "PASS")
+    daemon()
     assert hook.call_count == 3
-    recovered = json.loads(hook.calls.last.request.content)
+    recovered = sent(hook)[-1]
     assert (recovered["severity"], recovered["title"]) == ("ok", "fact_qtickets_sales_daily is fresh again")
-    assert json.loads(cursor)["fact_qtickets_sales_daily"] == "PASS"
+    assert recovered["fields"]["previous_state"] == "FAIL"
 
 
+@pytest.mark.slow
 @respx.mock
-def test_undelivered_freshness_alert_is_retried_next_evaluation(defs, instance):
-    hook = respx.post(HOOK)
-    hook.side_effect = [http_response(503), http_response(200)]
-    report_state(instance, "fact_qtickets_inventory_latest", "PASS", "FAIL")
-    result, cursor = evaluate(automation.freshness_alerts, defs, instance, None)
-    assert "webhook: HTTP 503" in result.skip_message
-    assert "fact_qtickets_inventory_latest" not in json.loads(cursor)
-    evaluate(automation.freshness_alerts, defs, instance, cursor)
-    assert hook.call_count == 2 and json.loads(hook.calls.last.request.content)["fields"]["state"] == "FAIL"
-
-
-def http_response(status):
-    return httpx.Response(status)
-
-
-@respx.mock
-def test_run_failure_sensor_alerts_with_the_step_error_and_no_secret(instance, monkeypatch):
-    monkeypatch.setenv("QTICKETS_API_TOKEN", "tok-very-secret-42")
+def test_each_backend_is_retried_until_it_took_the_alert_and_never_sent_twice(instance, daemon):
     hook = respx.post(HOOK).respond(200)
+    slack = respx.post(SLACK)
+    slack.side_effect = [httpx.Response(503), httpx.ConnectError("down"), httpx.Response(200)]
+    report_state(instance, "fact_qtickets_inventory_latest", "PASS", "FAIL")
+    daemon()
+    assert (hook.call_count, slack.call_count) == (1, 1)  # the webhook has it; Slack answered 503
+    daemon()
+    assert (hook.call_count, slack.call_count) == (1, 2)  # Slack alone is retried
+    daemon()
+    assert (hook.call_count, slack.call_count) == (1, 3)
+    assert "fact_qtickets_inventory_latest is stale (FAIL)" in sent(slack)[-1]["text"]
+    daemon()
+    assert (hook.call_count, slack.call_count) == (1, 3)  # delivered everywhere: nothing more
+
+
+@pytest.mark.slow
+@respx.mock
+def test_run_failure_alert_survives_a_failed_delivery_and_holds_no_secret(instance, daemon, monkeypatch):
+    monkeypatch.setenv("QTICKETS_API_TOKEN", "tok-very-secret-42")
+    hook = respx.post(HOOK)
+    hook.side_effect = [httpx.Response(502), httpx.Response(200)]
+    slack = respx.post(SLACK).respond(200)
+    daemon()  # the run-status sensor starts watching from here
 
     @dg.asset
     def broken():
         raise RuntimeError("GET orders: HTTP 500 with token tok-very-secret-42")
 
     result = dg.materialize([broken], instance=instance, raise_on_error=False,
-                            partition_key=None, tags={"dagster/partition": "2026-11-21"})
+                            tags={"dagster/partition": "2026-11-21"})
     assert not result.success
-    run = instance.get_run_by_id(result.run_id)
-    failure = next(r.event_log_entry.dagster_event for r in instance.get_records_for_run(
-        result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records)
-    context = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alerts", dagster_event=failure, dagster_instance=instance, dagster_run=run,
-        resources={"notifier": Notifier(webhook_url=HOOK, ui_url="http://ui:3000")},
-    ).for_run_failure()
-    automation.run_failure_alerts(context)
-    alert = json.loads(hook.calls.last.request.content)
+    # Dagster moves the run sensor's cursor past this run whatever happens to the alert; the webhook's
+    # 502 leaves it in the outbox, and the freshness sensor (this tick or the next) sends it again.
+    daemon()
+    daemon()
+    assert (hook.call_count, slack.call_count) == (2, 1)
+    assert hook.calls[0].response.status_code == 502
+    daemon()
+    assert (hook.call_count, slack.call_count) == (2, 1)
+
+    alert = sent(hook)[-1]
     assert alert["kind"] == "run_failure" and alert["severity"] == "critical"
-    assert alert["url"] == f"http://ui:3000/runs/{run.run_id}"
+    assert alert["url"] == f"http://ui:3000/runs/{result.run_id}"
     assert "broken: RuntimeError: GET orders: HTTP 500 with token ***" in alert["text"]
     assert "tok-very-secret-42" not in json.dumps(alert)
     assert alert["fields"]["partitions"] == "2026-11-21"

@@ -2,12 +2,13 @@
 
 import json
 import logging
+import time
 
 import httpx
 import pytest
 import respx
 
-from qtickets_assets.notify import Alert, Notifier, NotifyError, scrub
+from qtickets_assets.notify import Alert, Notifier, NotifyError, Outbox, scrub
 
 WEBHOOK = "https://alerts.example.com/hook/s3cr3t-path"
 BOT_TOKEN = "123456789:AAH-very-secret_token"
@@ -87,3 +88,51 @@ def test_scrub_masks_known_values_and_credential_shapes():
     for secret in ("abc.def-123", "pa55", BOT_TOKEN, "XXXXSECRET", "verysecretvalue"):
         assert secret not in clean
     assert "https://user:***@ch:8443/db" in clean and "Bearer ***" in clean
+
+
+# --- the outbox (through Dagster's sensor daemon: tests/test_automation.py) ------------------------------
+
+def slow(seconds: float, status: int = 200):
+    def answer(request):
+        time.sleep(seconds)
+        return httpx.Response(status)
+    return answer
+
+
+@respx.mock
+def test_outbox_sends_everything_at_once_under_one_deadline(tmp_path):
+    respx.post(WEBHOOK).mock(side_effect=slow(1.0))
+    respx.post(SLACK).mock(side_effect=slow(1.0))
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    notifier = Notifier(webhook_url=WEBHOOK, slack_webhook_url=SLACK, deadline_s=5)
+    for n in range(4):
+        outbox.put(f"alert-{n}", Alert(kind="run_failure", severity="critical", title=f"run {n} failed"),
+                   notifier.backends())
+    began = time.monotonic()
+    result = outbox.deliver(notifier)
+    assert time.monotonic() - began < 3  # 8 sends of 1 s each, at once
+    assert len(result.delivered) == 8 and not result.failed and outbox.pending() == []
+
+
+@respx.mock
+def test_a_send_cut_off_by_the_deadline_is_recorded_and_never_sent_twice(tmp_path):
+    hook = respx.post(WEBHOOK).mock(side_effect=slow(2.5))
+    slack = respx.post(SLACK).respond(200)
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    notifier = Notifier(webhook_url=WEBHOOK, slack_webhook_url=SLACK, deadline_s=1)
+    outbox.put("a", ALERT, notifier.backends())
+    began = time.monotonic()
+    result = outbox.deliver(notifier)
+    assert time.monotonic() - began < 2  # the evaluation ends at the deadline
+    assert (len(result.delivered), result.in_flight) == (1, 1)
+    assert outbox.deliver(notifier).in_flight == 0  # the next evaluation leaves the send in flight alone
+    time.sleep(2.5)  # the cut-off send completes after its evaluation ended: its result is kept
+    outbox.deliver(notifier)
+    assert (hook.call_count, slack.call_count) == (1, 1) and outbox.pending() == []
+
+
+def test_the_same_alert_put_twice_is_kept_once(tmp_path):
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    outbox.put("run_failure:r1", ALERT, ["webhook"])
+    outbox.put("run_failure:r1", ALERT, ["webhook"])
+    assert outbox.pending() == [("run_failure:r1", "webhook")]
