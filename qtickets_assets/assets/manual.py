@@ -267,7 +267,7 @@ def manual_sales_import(
             return dg.MaterializeResult(metadata={"dagster/row_count": len(tickets), "changed": False,
                                                   "tickets_from_api": len(from_api)})
         version = new_version()
-        columns = stamp(TABLE, ["order_id", "basket_id"], ticket_rows(tickets), version)
+        columns = stamp(TABLE, ticket_rows(tickets), version)
         client.insert(TABLE, list(columns.values()), column_names=list(columns), column_oriented=True,
                       settings=INSERT_SETTINGS)
         tombstoned = tombstone_stale(client, TABLE, scope, {"days": days}, version)
