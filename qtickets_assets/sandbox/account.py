@@ -593,7 +593,10 @@ class Sandbox:
             raise SandboxError(503, UNKNOWN_ERROR) from None
         if not isinstance(body, dict):
             raise SandboxError(503, UNKNOWN_ERROR)
-        now = self.clock().astimezone(MSK)
+        # Whole seconds, like every instant the account plans and the API prints: exact (a planned moment
+        # is visible at `now` iff it is at its second), and the pages of one listing asked within a second
+        # share one snapshot and its memo (`_orders`), under the real clock too.
+        now = self.clock().astimezone(MSK).replace(microsecond=0)
         if request.method == "POST" and path == "orders":
             raise SandboxError(503, UNKNOWN_ERROR)  # POST orders creates orders; never a search
         if request.method != "GET":
@@ -658,24 +661,25 @@ class Sandbox:
                     bounds["created_from"] = max(bounds["created_from"] or lower, lower)
                 if op in ("<", "<=", "=") and column == "created_at":
                     bounds["created_to"] = min(bounds["created_to"] or moment, moment)
-        plans = self.account.orders_slice(now, **bounds)
         order_by = body.get("orderBy") or {"id": "asc"}
         if all(c.get("column") in PLAN_COLUMNS for c in where) and list(order_by) == ["id"]:
             # Filter on the plans and render only the page asked for: what a database index buys. The
-            # filtered listing is kept per (clock, where, direction): every page of one listing under a
-            # frozen clock reuses it, so a page costs its own size, not the history's.
+            # filtered listing is kept per (clock second, where, direction): every page of one listing
+            # under a frozen clock (or within one second of the real one) reuses it, so a page costs its
+            # own size, not the history's (bench/sandbox_pages.py).
             key = (now, json.dumps(where, sort_keys=True, default=str), order_by["id"])
             with self._listings_lock:
                 listing = self._listings.get(key)
             if listing is None:
-                listing = [p for p in plans if matches(plan_fields(p, now), where)]
+                plans = self.account.orders_slice(now, **bounds)
+                listing = [p for p in plans if matches(plan_fields(p, now), where)] if where else plans
                 listing = listing[::-1] if order_by["id"] == "desc" else listing
                 with self._listings_lock:
                     self._listings[key] = listing
                     while len(self._listings) > 16:
                         self._listings.popitem(last=False)
             return self._list("orders", listing, body, render=lambda p: render_order(p, now))
-        rendered = (render_order(p, now) for p in plans)
+        rendered = (render_order(p, now) for p in self.account.orders_slice(now, **bounds))
         return self._list("orders", [row for row in rendered if matches(row, where)], body)
 
     def _clients(self, now: datetime, where: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -68,3 +68,26 @@ def test_e2e_dlt_smoke():
     assert report["dlt"]["orders"] == report["ours"]["orders"] == report["account_orders"]
     assert report["dlt"]["tickets"] == report["ours"]["tickets"]
     assert report["ours_over_dlt"] > 0
+
+
+@pytest.mark.slow
+def test_backfill_smoke():
+    python = os.environ.get("BENCH_DLT_PYTHON", sys.executable)
+    report = script("backfill").main(["--smoke", "--dlt-python", python])
+    ours, floor = report["ours"], report["floor"]
+    assert ours["orders"] == floor["orders"] == report["account_orders"] > 0
+    assert ours["tickets"] == floor["tickets"] > ours["orders"]
+    # Each order page once, plus the late-payment pass (nothing created before the account: one request).
+    assert report["order_pages"] <= ours["requests"] <= report["order_pages"] + 1
+    assert ours["requests_by_path"] == {"orders": ours["requests"]}
+    assert ours["cpu_s"] > 0 and floor["cpu_s"] > 0 and report["in_ram"]["pipeline_tickets_per_s"] > 0
+    if isinstance(report["dlt"], dict):
+        assert report["dlt"]["tickets"] == ours["tickets"] and report["ours_cpu_over_dlt"] > 0
+
+
+def test_sandbox_pages_smoke():
+    report = script("sandbox_pages").main(["--smoke"])
+    for clock in ("frozen", "real"):
+        assert set(report[clock]["ratio"]) == {"all", "window", "paid_late"}
+        for size in ("2000", "6000"):
+            assert all(report[clock][size][name]["first_page_rows"] > 0 for name in ("all", "window"))
