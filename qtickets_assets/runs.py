@@ -8,6 +8,7 @@ Who writes the row depends on the engine (chDB lets only the run's own process o
 A re-recorded run replaces its row (`ReplacingMergeTree(_ver)` ordered by job and run id).
 """
 
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -16,10 +17,11 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from pydantic import Field
 
-from .notify import scrub
+from .notify import outbox_path, scrub, sqlite_store
 from .warehouse.engine import INSERT_SETTINGS
 from .warehouse.resource import ClickHouseResource
 
+log = logging.getLogger(__name__)
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 ROW_COUNT = "dagster/row_count"
 MAX_ERROR_CHARS = 4000
@@ -122,11 +124,37 @@ class RunRecordingClickHouseResource(ClickHouseResource):
             context.log.error(f"meta_job_runs not written: {scrub_secrets(str(error))}")
 
 
+PENDING_RECORDS = ("CREATE TABLE IF NOT EXISTS pending_run_records "
+                   "(run_id TEXT PRIMARY KEY, since REAL NOT NULL)")
+
+
+def record_pending(clickhouse: ClickHouseResource, instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """Record `run_id` and every run whose record failed before; returns the runs still pending.
+
+    Dagster moves a run-status sensor's cursor past a run even when the sensor fails, so the run's id is
+    kept in a durable list first (the alert outbox's file) and removed once its row is written. What a
+    ClickHouse outage left pending is written when the next run finishes."""
+    with sqlite_store(outbox_path(instance), PENDING_RECORDS) as db:
+        db.execute("INSERT OR IGNORE INTO pending_run_records VALUES (?, ?)", (run_id, time.time()))
+        pending = [row[0] for row in db.execute("SELECT run_id FROM pending_run_records ORDER BY since")]
+        for index, pending_id in enumerate(pending):
+            try:
+                record_run(clickhouse, instance, pending_id, finished=True)
+            except Exception as error:  # the warehouse is down: the rest would fail the same way
+                log.warning("meta_job_runs not written for %d runs, retried when the next run finishes: %s",
+                            len(pending) - index, scrub_secrets(str(error))[:300])
+                return pending[index:]
+            db.execute("DELETE FROM pending_run_records WHERE run_id = ?", (pending_id,))
+    return []
+
+
 def _record_sensor(status: dg.DagsterRunStatus, name: str) -> dg.SensorDefinition:
+    # Every location's runs: also a `qtickets-assets load` recorded in the instance.
     @dg.run_status_sensor(run_status=status, name=name, default_status=dg.DefaultSensorStatus.RUNNING,
+                          monitor_all_code_locations=True,
                           description="Server mode: write meta_job_runs for every finished run.")
     def _sensor(context: dg.RunStatusSensorContext, clickhouse: ClickHouseResource):
-        record_run(clickhouse, context.instance, context.dagster_run.run_id, finished=True)
+        record_pending(clickhouse, context.instance, context.dagster_run.run_id)
 
     return _sensor
 

@@ -1,6 +1,7 @@
 """Builders shared by the tests: API records, a controllable order source, one-call materializations and
 warehouse reads. Fixed instants only: nothing here reads the real clock."""
 
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -231,3 +232,26 @@ INVENTORY = metadata_of(raw.stg_qtickets_api_inventory_raw)
 EVENTS = metadata_of(raw.stg_qtickets_api_events_raw)
 ORDERS = metadata_of(raw.stg_qtickets_api_orders_raw)
 
+
+
+@contextmanager
+def sensor_daemon(instance, module: str, attribute: str):
+    """`tick()`: one pass of Dagster's sensor daemon over the sensors of the Definitions `module.attribute`,
+    a minute after the previous one (past every sensor's minimum interval); cursors, ticks and the clock
+    are Dagster's own."""
+    import logging
+
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster._daemon.sensor import execute_sensor_iteration
+
+    origin = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name=module, attribute=attribute))
+    clock = [datetime.now(UTC)]
+    with create_test_daemon_workspace_context(InProcessWorkspaceLoadTarget(origin), instance) as workspace:
+        def tick() -> None:
+            clock[0] += timedelta(seconds=61)
+            with freeze_time(clock[0]):
+                list(execute_sensor_iteration(workspace, logging.getLogger("sensor-daemon"), None, None))
+        yield tick

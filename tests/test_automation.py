@@ -1,7 +1,6 @@
 """Schedules (Moscow midnight, queued runs), freshness policies, freshness and run-failure alert sensors."""
 
 import json
-import logging
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,6 +12,7 @@ import respx
 from qtickets_assets import automation
 from qtickets_assets.definitions import build_definitions
 from qtickets_assets.settings import Settings
+from tests.builders import sensor_daemon
 
 MSK = ZoneInfo("Europe/Moscow")
 HOOK = "https://alerts.example.com/hook"
@@ -143,23 +143,9 @@ ALERT_DEFS = build_definitions(Settings(alert_webhook_url=HOOK, alert_slack_webh
 
 @pytest.fixture
 def daemon(instance, monkeypatch):
-    """`tick()`: one pass of Dagster's sensor daemon over the location's sensors, a minute after the last
-    (the sensors' minimum interval), with cursors, ticks and time handled by Dagster itself."""
-    from dagster._core.remote_origin import InProcessCodeLocationOrigin
-    from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time
-    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
-    from dagster._daemon.sensor import execute_sensor_iteration
-
     monkeypatch.setenv("ALERT_WEBHOOK_URL", HOOK)
     monkeypatch.setenv("ALERT_SLACK_WEBHOOK_URL", SLACK)
-    origin = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name=__name__, attribute="ALERT_DEFS"))
-    clock = [datetime.now(MSK)]
-    with create_test_daemon_workspace_context(InProcessWorkspaceLoadTarget(origin), instance) as workspace:
-        def tick() -> None:
-            clock[0] += timedelta(seconds=61)
-            with freeze_time(clock[0]):
-                list(execute_sensor_iteration(workspace, logging.getLogger("sensor-daemon"), None, None))
+    with sensor_daemon(instance, __name__, "ALERT_DEFS") as tick:
         yield tick
 
 

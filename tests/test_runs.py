@@ -10,8 +10,10 @@ import respx
 
 from qtickets_assets import cli
 from qtickets_assets.definitions import build_definitions
+from qtickets_assets.runs import record_sensors
 from qtickets_assets.settings import Settings, get_settings
-from tests.builders import AS_OF
+from qtickets_assets.warehouse.resource import ClickHouseResource
+from tests.builders import AS_OF, sensor_daemon
 
 RANGE = {"dagster/asset_partition_range_start": "2026-11-20",
          "dagster/asset_partition_range_end": "2026-11-21"}
@@ -137,22 +139,37 @@ def test_the_daemon_never_opens_chdb_in_embedded_mode(tmp_path):
     assert server.resources["clickhouse"].record_runs is False
 
 
-def test_server_mode_sensor_records_a_finished_run(clickhouse, resources):
-    from qtickets_assets.assets import marts, raw
-    from qtickets_assets.runs import record_sensors
+# Server mode's record sensors on chDB (DSN from the environment, so each test picks its directory).
+RECORD_DEFS = dg.Definitions(
+    sensors=record_sensors,
+    resources={"clickhouse": ClickHouseResource(dsn=dg.EnvVar("QTICKETS_TEST_RECORDS_DSN"),
+                                                lock_timeout_s=5)},
+)
 
-    with dg.instance_for_test() as instance:
-        result = dg.materialize([raw.stg_qtickets_api_orders_raw, marts.fact_qtickets_sales_daily],
-                                instance=instance, resources=resources, partition_key="2026-11-20")
-        run = instance.get_run_by_id(result.run_id)
-        success = next(record.event_log_entry.dagster_event for record in instance.get_records_for_run(
-            result.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records)
-        context = dg.build_run_status_sensor_context(
-            sensor_name="meta_job_runs_ok", dagster_event=success, dagster_instance=instance, dagster_run=run,
-            resources={"clickhouse": clickhouse})
-        record_sensors[0](context)
-        ended = datetime.fromtimestamp(instance.get_run_record_by_id(result.run_id).end_time, UTC)
-    [row] = meta_rows(clickhouse)
-    assert (row["run_id"], row["status"], row["partition_range"]) == (result.run_id, "ok", "2026-11-20")
-    assert set(row["rows"]) == {"stg_qtickets_api_orders_raw", "fact_qtickets_sales_daily"}
-    assert abs((row["finished_at"] - ended).total_seconds()) < 0.01  # the run's end, not the sensor's
+
+@pytest.mark.slow
+def test_server_mode_sensors_record_every_finished_run_also_after_a_warehouse_outage(clickhouse, resources,
+                                                                                     monkeypatch):
+    from qtickets_assets.assets import marts, raw
+
+    monkeypatch.setenv("QTICKETS_TEST_RECORDS_DSN", "http://127.0.0.1:9/")  # nothing listens: refused
+    with dg.instance_for_test() as instance, sensor_daemon(instance, __name__, "RECORD_DEFS") as tick:
+        tick()  # the run-status sensors start watching from here
+
+        def materialize(day: str) -> str:
+            return dg.materialize([raw.stg_qtickets_api_orders_raw, marts.fact_qtickets_sales_daily],
+                                  instance=instance, resources=resources, partition_key=day).run_id
+
+        first = materialize("2026-11-20")
+        tick()  # the warehouse is down: Dagster moves the sensor's cursor past the run anyway
+        assert meta_rows(clickhouse) == []
+
+        monkeypatch.setenv("QTICKETS_TEST_RECORDS_DSN", clickhouse.dsn)
+        second = materialize("2026-11-21")
+        tick()  # the next finished run: both are recorded
+        ended = datetime.fromtimestamp(instance.get_run_record_by_id(first).end_time, UTC)
+    rows = {row["run_id"]: row for row in meta_rows(clickhouse)}
+    assert set(rows) == {first, second}
+    assert (rows[first]["status"], rows[first]["partition_range"]) == ("ok", "2026-11-20")
+    assert set(rows[first]["rows"]) == {"stg_qtickets_api_orders_raw", "fact_qtickets_sales_daily"}
+    assert abs((rows[first]["finished_at"] - ended).total_seconds()) < 0.01  # the run's end, not the sensor's
