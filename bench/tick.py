@@ -10,7 +10,8 @@ The clock is frozen mid-day (12:00 Moscow, yesterday: every partition exists). O
 first fill) is not timed; then --repeat ticks; medians of wall time, requests and response bytes.
 
     .venv/bin/python bench/tick.py --repeat 5
-    .venv/bin/python bench/tick.py --concurrency 4   # QTicketsResource.concurrency
+    .venv/bin/python bench/tick.py --concurrency 4   # QTICKETS_CONCURRENCY (default: the setting's, 2)
+    .venv/bin/python bench/tick.py --history --repeat 1   # the whole history (every partition) in one run
     .venv/bin/python bench/tick.py --smoke
 """
 
@@ -68,7 +69,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shape", choices=sorted(SHAPES), default="real")
     parser.add_argument("--latency-ms", type=float, default=200.0)
-    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="QTICKETS_CONCURRENCY; default: the setting's default")
+    parser.add_argument("--history", action="store_true",
+                        help="one run over the whole history (every daily partition) instead of a tick")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
@@ -91,6 +95,10 @@ def main(argv: list[str] | None = None) -> dict:
     from qtickets_assets.qtickets.resource import QTicketsResource
     from qtickets_assets.runs import RANGE_END, RANGE_START
     from qtickets_assets.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN
+    from qtickets_assets.settings import Settings
+
+    if args.concurrency is None:
+        args.concurrency = Settings.model_fields["qtickets_concurrency"].default
     from qtickets_assets.warehouse.io_manager import ClickHouseIOManager
     from qtickets_assets.warehouse.resource import ClickHouseResource
 
@@ -122,12 +130,14 @@ def main(argv: list[str] | None = None) -> dict:
         jobs=[automation.refresh_job], resources=resources, executor=dg.in_process_executor,
     )
     job = defs.resolve_job_def(automation.refresh_job.name)
-    keys = automation.day_range(now - timedelta(days=1), now)
+    first = datetime.combine(opened_on, datetime.min.time(), MSK) if args.history else now - timedelta(days=1)
+    keys = automation.day_range(first, now)
     tags = {RANGE_START: keys.start, RANGE_END: keys.end}
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     walls, requests, sizes, loads = [], [], [], [load()]
     with dg.DagsterInstance.ephemeral() as instance:
-        for tick in range(args.repeat + 1):
+        warm_up = 0 if args.history else 1  # a history run is the first fill itself
+        for tick in range(args.repeat + warm_up):
             WIRE.reset()
             started = time.perf_counter()
             result = job.execute_in_process(instance=instance, tags=tags, run_config=quiet)
@@ -136,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
             lowest = min(datetime.fromisoformat(v).replace(tzinfo=MSK) for v in WIRE.orders_lower_bounds)
             # No history re-read: every orders request is bounded below by the range's first day.
             assert lowest >= datetime.fromisoformat(keys.start).replace(tzinfo=MSK), lowest
-            if tick:  # tick 0 is the warm-up
+            if tick >= warm_up:
                 walls.append(wall)
                 requests.append(WIRE.requests)
                 sizes.append(WIRE.bytes)
@@ -144,7 +154,8 @@ def main(argv: list[str] | None = None) -> dict:
     window_orders = sum(1 for o in box.account.orders_until(now)
                         if o.created_at >= datetime.fromisoformat(keys.start).replace(tzinfo=MSK))
     report = {
-        "shape": args.shape, "history_orders": history, "events": events, "polled_shows": shows,
+        "mode": "history" if args.history else "tick", "shape": args.shape,
+        "history_orders": history, "events": events, "polled_shows": shows,
         "orders_created_in_range": window_orders, "range": f"{keys.start}..{keys.end}",
         "latency_ms": args.latency_ms, "concurrency": args.concurrency, "repeat": args.repeat,
         "wall_s_median": round(statistics.median(walls), 2), "wall_s_runs": [round(w, 2) for w in walls],

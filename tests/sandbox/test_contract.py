@@ -279,3 +279,16 @@ def test_cli_serves_the_sandbox_on_a_port(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_concurrent_pages_answer_as_sequential_ones(endpoint):
+    """A backfill fetches pages `concurrency` at a time (QTICKETS_CONCURRENCY): the in-process sandbox and
+    its port answer them from several threads at once, each page as it would alone, in page order."""
+    start = datetime(2026, 11, 10, tzinfo=MSK)
+    end = start + timedelta(days=10)
+    with endpoint.client(per_page=25) as api:
+        want = [o.model_dump(mode="json") for o in api.orders_between("created_at", start, end)]
+    with endpoint.client(per_page=25, concurrency=4) as api:
+        got = [o.model_dump(mode="json") for o in api.orders_between("created_at", start, end)]
+        pages = api.requests_made
+    assert got == want and len(want) > 500 and pages > 20
