@@ -156,7 +156,8 @@ def stamp(table: str, rows: Rows, version: int) -> dict[str, list[Any]]:
 _ARROW_TYPES = {
     "UInt8": pa.uint8(), "UInt16": pa.uint16(), "UInt32": pa.uint32(), "UInt64": pa.uint64(),
     "Int8": pa.int8(), "Int16": pa.int16(), "Int32": pa.int32(), "Int64": pa.int64(),
-    "Float32": pa.float32(), "Float64": pa.float64(), "String": pa.string(), "Date": pa.date32(),
+    # ClickHouse strings are bytes: Arrow binary takes str and bytes without validating UTF-8 per value.
+    "Float32": pa.float32(), "Float64": pa.float64(), "String": pa.binary(), "Date": pa.date32(),
     "Bool": pa.bool_(),
 }
 _WRAPPER = re.compile(r"^(?:Nullable|LowCardinality)\((.*)\)$")
