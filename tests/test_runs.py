@@ -39,6 +39,7 @@ def meta_rows(clickhouse):
     return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
 
+@pytest.mark.slow
 def test_a_run_records_one_row_with_rows_per_asset(tmp_path, clickhouse):
     defs = build_definitions(Settings(qtickets_data_dir=tmp_path, qtickets_sandbox_as_of=AS_OF))
     job = defs.resolve_job_def("qtickets_refresh")
@@ -87,6 +88,7 @@ def test_dry_run_counts_staging_rows_and_writes_nothing(env, tmp_path, capsys):
     assert not (tmp_path / "clickhouse").exists()
 
 
+@pytest.mark.slow
 def test_health_is_ok_after_a_load_and_fails_when_facts_are_old_or_missing(env, clickhouse, capsys):
     assert cli.main(["health"]) == 1  # empty warehouse: no facts at all
     report = json.loads(capsys.readouterr().out)

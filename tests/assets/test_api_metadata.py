@@ -1,11 +1,13 @@
 """Staging assets record the API calls they made (what /metrics reports per asset)."""
 
 import dagster as dg
+import pytest
 
 from qtickets_assets.assets import raw
 from tests.builders import AS_OF
 
 
+@pytest.mark.slow
 def test_staging_assets_report_requests_and_retries(resources, qtickets):
     result = dg.materialize([raw.stg_qtickets_api_events_raw, raw.stg_qtickets_api_inventory_raw],
                             resources=resources)

@@ -84,6 +84,7 @@ def only_check(asset: str, name: str) -> dict:
     return {"selection": dg.AssetSelection.checks(key), "partitioned": name == "agrees_with_staging"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("tamper", "check"),
     [
@@ -140,6 +141,7 @@ def test_each_check_catches_its_kind_of_bad_data(resources, clickhouse, tamper, 
     assert not result.get_asset_materialization_events()  # only checks ran
 
 
+@pytest.mark.slow
 def test_agreement_names_the_problem_of_each_key(resources, clickhouse):
     assets = graph(capacity=5)
     assert run(resources, assets).success
@@ -166,6 +168,7 @@ def test_checks_that_cannot_fail_are_not_written():
     assert not [c for d in CHECKS for c in d.check_keys if c.name == "keys_unique"]
 
 
+@pytest.mark.slow
 def test_agreement_is_checked_for_the_run_s_days_only(resources, clickhouse):
     assets = graph(capacity=5)
     assert run(resources, assets).success

@@ -13,6 +13,7 @@ import pytest
 from tests.builders import MSK, NSK, D, Source, at, basket, fact, materialize, order, physical_rows
 
 
+@pytest.mark.slow
 def test_same_partition_three_times_gives_identical_rows(resources, clickhouse):
     source = Source(
         order(1, 10, at(D, 9), [basket(1, 100, 1500), basket(2, 100, 900)], payed=at(D, 9, 10)),
@@ -167,6 +168,7 @@ def test_refunded_basket_of_a_cancelled_order_counts_as_refund_only(resources, c
     assert fact(clickhouse) == {(D, 10, 100): (0, Decimal(0), 0, 1, Decimal(amount))}
 
 
+@pytest.mark.slow
 def test_range_backfill_equals_day_by_day(resources, clickhouse, tmp_path):
     days = [D + timedelta(days=i) for i in range(4)]
     orders = []

@@ -14,6 +14,8 @@ from qtickets_assets.assets import checks, marts, raw, views
 from qtickets_assets.qtickets.resource import QTicketsResource
 from tests.builders import AS_OF, MSK, OPENED_ON
 
+pytestmark = pytest.mark.slow  # each test builds a sandbox account or runs a benchmark
+
 ASSETS = dg.load_assets_from_modules([raw, marts, views])
 CHECKS = dg.load_asset_checks_from_modules([checks])
 LAST = AS_OF.date() - timedelta(days=1)

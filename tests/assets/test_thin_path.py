@@ -51,6 +51,7 @@ def test_fact_rows_equal_what_the_sandbox_sold(resources, clickhouse, qtickets, 
     assert all(isinstance(v[1], Decimal) for v in got.values())
 
 
+@pytest.mark.slow
 def test_rematerializing_is_idempotent(resources, clickhouse, qtickets):
     day = date(2026, 11, 20)
     first = materialize(resources, day.isoformat())

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each test builds a sandbox account or runs a benchmark
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 

@@ -30,6 +30,7 @@ def real_size():
     return box, now
 
 
+@pytest.mark.slow
 def test_account_has_the_real_size(real_size):
     box, now = real_size
     orders = len(box.account.orders_until(now))
@@ -39,6 +40,7 @@ def test_account_has_the_real_size(real_size):
     assert 115_000 <= orders <= 140_000 and 200 <= events <= 240 and 35 <= shows <= 70
 
 
+@pytest.mark.slow
 def test_one_tick_does_not_reread_history(real_size):
     box, now = real_size
     today = datetime.combine(now.date(), datetime.min.time(), MSK)

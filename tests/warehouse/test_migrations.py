@@ -44,6 +44,7 @@ def test_badly_named_file_is_an_error(tmp_path):
         discover(tmp_path)
 
 
+@pytest.mark.slow
 def test_second_process_gets_a_clear_message(clickhouse):
     script = textwrap.dedent(f"""
         from qtickets_assets.warehouse.engine import open_client
