@@ -67,11 +67,14 @@ def range_request(keys: dg.PartitionKeyRange, **tags: str) -> dg.RunRequest:
 
 
 def _pending(context: dg.ScheduleEvaluationContext, job_name: str) -> dg.SkipReason | None:
-    """Do not stack ticks behind a long run (e.g. a backfill): one queued run of the job is enough."""
-    waiting = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
-    queued = context.instance.get_runs(dg.RunsFilter(job_name=job_name, statuses=waiting), limit=1)
-    if queued:
-        return dg.SkipReason(f"run {queued[0].run_id} of {job_name} is still queued; this tick waits for it")
+    """Do not stack ticks behind a long run (e.g. a backfill): while a run of the job waits or runs, the
+    tick skips (the run in progress already covers the days; the next tick after it takes over)."""
+    busy = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+            dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+    runs = context.instance.get_runs(dg.RunsFilter(job_name=job_name, statuses=busy), limit=1)
+    if runs:
+        state = "queued" if runs[0].status in busy[:2] else "running"
+        return dg.SkipReason(f"run {runs[0].run_id} of {job_name} is still {state}; this tick waits for it")
     return None
 
 

@@ -96,6 +96,27 @@ def test_a_tick_while_a_refresh_is_waiting_skips_and_says_why(instance):
                       dg.RunRequest)
 
 
+def test_a_tick_while_a_refresh_is_running_skips_and_says_why(instance):
+    running = instance.add_run(dg.DagsterRun(job_name="qtickets_refresh", status=dg.DagsterRunStatus.STARTED))
+    result = tick(automation.every_15_minutes, instance, datetime(2026, 11, 21, 10, 0, tzinfo=MSK))
+    assert isinstance(result, dg.SkipReason)
+    assert running.run_id in result.skip_message and "running" in result.skip_message
+    instance.report_run_failed(running)
+    assert isinstance(tick(automation.every_15_minutes, instance, datetime(2026, 11, 21, 10, 15, tzinfo=MSK)),
+                      dg.RunRequest)
+
+
+def test_every_table_writer_is_in_its_tables_pool(defs):
+    # deploy/dagster.yaml limits every pool to 1: one writer per table across runs (server mode).
+    graph = defs.resolve_asset_graph()
+    pools = {key.to_user_string(): graph.get(key).pools for key in graph.get_all_asset_keys()
+             if graph.get(key).is_materializable}
+    writers = {name for name in pools if name.startswith(("stg_", "fact_", "dim_"))}
+    assert {name: pools[name] for name in writers} == {name: {name} for name in writers}
+    assert pools["manual_sales_import"] == {"stg_qtickets_api_orders_raw"}
+    assert len(writers) == 6
+
+
 def test_freshness_policy_is_on_the_facts_and_inventory_only(defs):
     graph = defs.resolve_asset_graph()
     keys = graph.get_all_asset_keys()

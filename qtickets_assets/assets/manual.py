@@ -232,7 +232,9 @@ def ticket_rows(tickets: list[Ticket]) -> Rows:
     return Rows(columns)
 
 
-@dg.asset(group_name="manual_fallback", kinds={"clickhouse", "python", "csv"})
+# It writes the order staging: the API's orders and the manual rows never write it at the same time.
+@dg.asset(group_name="manual_fallback", kinds={"clickhouse", "python", "csv"},
+          pool="stg_qtickets_api_orders_raw")
 def manual_sales_import(
     context: dg.AssetExecutionContext, config: ManualSalesConfig, clickhouse: ClickHouseResource
 ) -> dg.MaterializeResult:

@@ -105,6 +105,7 @@ def window_parameters(window: dg.TimeWindow) -> dict[str, int]:
     deps=["stg_qtickets_api_orders_raw"],
     group_name="qtickets_marts",
     kinds={"clickhouse", "sql"},
+    pool="fact_qtickets_sales_daily",  # one writer per table (server mode: deploy/dagster.yaml)
 )
 def fact_qtickets_sales_daily(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource):
     """Tickets sold, revenue, paid orders and refunds per (Moscow sales date, event, show)."""
@@ -127,6 +128,7 @@ def fact_qtickets_sales_daily(context: dg.AssetExecutionContext, clickhouse: Cli
     deps=["stg_qtickets_api_events_raw"],
     group_name="qtickets_marts",
     kinds={"clickhouse", "sql"},
+    pool="dim_events",
 )
 def dim_events(clickhouse: ClickHouseResource) -> dg.MaterializeResult:
     """Events and their shows: name, city and its time zone, venue, show times, active/deleted flags."""
@@ -139,6 +141,7 @@ def dim_events(clickhouse: ClickHouseResource) -> dg.MaterializeResult:
     deps=["stg_qtickets_api_inventory_raw", "stg_qtickets_api_events_raw"],
     group_name="qtickets_marts",
     kinds={"clickhouse", "sql"},
+    pool="fact_qtickets_inventory_latest",
 )
 def fact_qtickets_inventory_latest(clickhouse: ClickHouseResource) -> dg.MaterializeResult:
     """Latest capacity, free and sold seats per show (each physical seat counted once); a show that has

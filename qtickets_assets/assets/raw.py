@@ -28,6 +28,7 @@ ORDERS_PER_CHUNK = 2_000
     io_manager_key="clickhouse_io",
     group_name="qtickets_staging",
     kinds={"clickhouse", "python"},
+    pool="stg_qtickets_api_orders_raw",  # one writer per table (server mode: deploy/dagster.yaml)
     # Rows of the manual fallback (assets/manual.py) stay until the API serves the same tickets.
     metadata={KEY: ["order_id", "basket_id"], WINDOW_COLUMN: "order_created_at", KEEP: "source = 'manual'"},
 )
@@ -81,6 +82,7 @@ def api_metadata(client) -> dict[str, int]:
     io_manager_key="clickhouse_io",
     group_name="qtickets_staging",
     kinds={"clickhouse", "python"},
+    pool="stg_qtickets_api_events_raw",
     metadata={KEY: ["event_id", "show_id"]},  # no scope: each run is a full snapshot of the account
 )
 def stg_qtickets_api_events_raw(context: dg.AssetExecutionContext, qtickets: QTicketsResource) -> Rows:
@@ -96,6 +98,7 @@ def stg_qtickets_api_events_raw(context: dg.AssetExecutionContext, qtickets: QTi
     io_manager_key="clickhouse_io",
     group_name="qtickets_staging",
     kinds={"clickhouse", "python"},
+    pool="stg_qtickets_api_inventory_raw",
     # A snapshot per run over the whole table, except the shows that have started: they are no longer
     # polled and keep their last snapshot (their final occupancy). A show deleted before its start leaves.
     metadata={KEY: ["show_id", "offer_id"]},

@@ -223,6 +223,8 @@ def test_production_instance_config_validates(pg_env, tmp_path):
     assert queue.run_queue_config.max_concurrent_runs == 4
     assert [(limit["key"], limit["limit"]) for limit in queue.run_queue_config.tag_concurrency_limits] == [
         ("dagster/backfill", 2)]
+    assert queue.pool_config.default_pool_limit == 1  # one writer per table (each table is a pool)
+    assert config["run_monitoring"]["enabled"] is True
     assert isinstance(ref.run_launcher_data.rehydrate(), DefaultRunLauncher)
     assert ref.compute_logs_data.config_dict["base_dir"].startswith("/opt/dagster/storage/")
 
