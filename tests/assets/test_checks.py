@@ -182,3 +182,16 @@ def test_agreement_is_checked_for_the_run_s_days_only(resources, clickhouse):
     )
     result = run(resources, assets, **only_check("fact_qtickets_sales_daily", "agrees_with_staging"))
     assert evaluations(result)[("fact_qtickets_sales_daily", "agrees_with_staging")].passed
+
+
+@pytest.mark.slow
+def test_every_view_check_fails_on_a_view_that_lost_its_contract(resources, clickhouse):
+    assets = graph(capacity=5)
+    assert run(resources, assets).success
+    names = list(views.CONTRACT)
+    for name in names:
+        execute(clickhouse, f"CREATE OR REPLACE VIEW {name} AS SELECT 1 AS event_id")
+    keys = [dg.AssetCheckKey(dg.AssetKey(name), "queryable") for name in names]
+    found = evaluations(run(resources, assets, selection=dg.AssetSelection.checks(*keys), partitioned=False))
+    assert {asset for asset, _ in found} == set(names)
+    assert not [key for key, e in found.items() if e.passed]
