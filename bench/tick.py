@@ -6,8 +6,11 @@ sleeps before answering, so concurrent requests overlap as on a real network).
 Account shape `real` (qtickets_api.md §2.4, §6; tests/test_qtickets_tick.py): ~126k orders over 600 days
 (195/day), ~220 events, ~50 active/future shows. (The sandbox cannot also give 750 orders/day with only
 ~50 live shows: its events sell out; each extra 100 orders in the range costs one more page per pass.)
-The clock is frozen mid-day (12:00 Moscow, yesterday: every partition exists). One warm-up tick (schema,
-first fill) is not timed; then --repeat ticks; medians of wall time, requests and response bytes.
+The clock starts mid-day (12:00 Moscow, yesterday: every partition exists) and moves --advance-min (15)
+between ticks, as the schedule's does, so each tick's watermark read (orders changed since the newest
+landed `updated_at` minus the overlap) sees one interval of changes. One warm-up tick (schema, first
+fill) is not timed; then --repeat ticks; medians of wall time, requests (and those of the watermark
+read) and response bytes.
 
     .venv/bin/python bench/tick.py --repeat 5
     .venv/bin/python bench/tick.py --concurrency 4   # QTICKETS_CONCURRENCY (default: the setting's, 2)
@@ -38,11 +41,12 @@ class Wire:
     """Requests and response bytes seen by the transports of this process."""
 
     def __init__(self) -> None:
-        self.lock, self.requests, self.bytes, self.orders_lower_bounds = threading.Lock(), 0, 0, []
+        self.lock = threading.Lock()
+        self.reset()
 
     def reset(self) -> None:
         with self.lock:
-            self.requests, self.bytes, self.orders_lower_bounds = 0, 0, []
+            self.requests, self.bytes, self.orders_lower_bounds, self.watermark_requests = 0, 0, [], 0
 
 
 WIRE = Wire()
@@ -62,6 +66,7 @@ class SlowTransport(httpx.BaseTransport):
             if request.url.path.endswith("/orders"):
                 where = json.loads(request.content).get("where") or []
                 WIRE.orders_lower_bounds += [c["value"] for c in where if c["operator"] in (">", ">=")]
+                WIRE.watermark_requests += any(c["column"] == "updated_at" for c in where)
         return response
 
 
@@ -74,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--history", action="store_true",
                         help="one run over the whole history (every daily partition) instead of a tick")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--advance-min", type=float, default=15.0, help="sandbox clock step between ticks")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -94,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     from qtickets_assets.qtickets.client import QTicketsClient
     from qtickets_assets.qtickets.resource import QTicketsResource
     from qtickets_assets.runs import RANGE_END, RANGE_START
-    from qtickets_assets.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN
+    from qtickets_assets.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, Sandbox
     from qtickets_assets.settings import Settings
 
     if args.concurrency is None:
@@ -103,9 +109,15 @@ def main(argv: list[str] | None = None) -> dict:
     from qtickets_assets.warehouse.resource import ClickHouseResource
 
     latency_s = args.latency_ms / 1000
+    clock = [now]  # the sandbox's instant; moved between ticks
 
     class SlowSandbox(QTicketsResource):
-        """The sandbox resource behind a transport with network latency."""
+        """The sandbox resource at `clock`, behind a transport with network latency."""
+
+        def sandbox(self) -> Sandbox:
+            return Sandbox(seed=self.sandbox_seed, opened_on=opened_on, clock=lambda: clock[0],
+                           orders_per_day=self.sandbox_orders_per_day,
+                           event_every_days=self.sandbox_event_every_days)
 
         def get_client(self) -> QTicketsClient:
             return QTicketsClient(SANDBOX_BASE_URL, SANDBOX_TOKEN,
@@ -134,10 +146,11 @@ def main(argv: list[str] | None = None) -> dict:
     keys = automation.day_range(first, now)
     tags = {RANGE_START: keys.start, RANGE_END: keys.end}
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    walls, requests, sizes, loads = [], [], [], [load()]
+    walls, requests, watermark_requests, sizes, loads = [], [], [], [], [load()]
     with dg.DagsterInstance.ephemeral() as instance:
         warm_up = 0 if args.history else 1  # a history run is the first fill itself
         for tick in range(args.repeat + warm_up):
+            clock[0] = now + timedelta(minutes=args.advance_min * tick)
             WIRE.reset()
             started = time.perf_counter()
             result = job.execute_in_process(instance=instance, tags=tags, run_config=quiet)
@@ -149,6 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
             if tick >= warm_up:
                 walls.append(wall)
                 requests.append(WIRE.requests)
+                watermark_requests.append(WIRE.watermark_requests)
                 sizes.append(WIRE.bytes)
         loads.append(load())
     window_orders = sum(1 for o in box.account.orders_until(now)
@@ -159,7 +173,9 @@ def main(argv: list[str] | None = None) -> dict:
         "orders_created_in_range": window_orders, "range": f"{keys.start}..{keys.end}",
         "latency_ms": args.latency_ms, "concurrency": args.concurrency, "repeat": args.repeat,
         "wall_s_median": round(statistics.median(walls), 2), "wall_s_runs": [round(w, 2) for w in walls],
-        "requests_median": statistics.median(requests),
+        "requests_median": statistics.median(requests), "advance_min": args.advance_min,
+        "watermark_requests_median": statistics.median(watermark_requests),
+        "watermark_requests_max": max(watermark_requests),
         "response_kb_median": round(statistics.median(sizes) / 1024),
         "network_floor_s": round(statistics.median(requests) * latency_s / args.concurrency, 1),
         "loadavg": loads,

@@ -16,6 +16,7 @@ from .runs import RunRecordingClickHouseResource, record_sensors
 from .settings import Settings, get_settings
 from .warehouse import schema
 from .warehouse.io_manager import ClickHouseIOManager
+from .webhooks.drain import webhook_hooks_applied
 from .webhooks.sensor import pending_webhooks, webhook_job
 
 
@@ -40,6 +41,10 @@ def build_resources(settings: Settings) -> dict[str, object]:
         sandbox_orders_per_day=settings.qtickets_sandbox_orders_per_day,
         sandbox_event_every_days=settings.qtickets_sandbox_event_every_days,
         sandbox_as_of=settings.qtickets_sandbox_as_of.isoformat() if settings.qtickets_sandbox_as_of else "",
+        watermark_overlap_s=settings.qtickets_watermark_overlap_s,
+        webhook_store=str(settings.webhook_store_path),
+        # Embedded: every step of a run in one process; server mode clears from a sensor (webhooks/drain.py).
+        clear_hooks_at_run_end=settings.embedded,
     )
     return {
         "clickhouse": clickhouse,
@@ -92,7 +97,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         jobs=[*automation.jobs, webhook_job],
         schedules=automation.schedules,
         # The daemon must not open chDB: in embedded mode each run records itself (runs.py).
-        sensors=[*automation.sensors, pending_webhooks, *([] if settings.embedded else record_sensors)],
+        sensors=[*automation.sensors, pending_webhooks,
+                 *([] if settings.embedded else [*record_sensors, webhook_hooks_applied])],
         resources=build_resources(settings),
         executor=dg.in_process_executor if settings.embedded else dg.multiprocess_executor,
     )

@@ -20,6 +20,8 @@ from .runs import RANGE_END, RANGE_START, health, run_row
 from .settings import Settings
 from .warehouse.engine import EngineBusyError
 from .warehouse.writes import Rows, chunks
+from .webhooks.drain import clear_applied
+from .webhooks.store import HookStore
 
 EXIT_OK, EXIT_FAILED, EXIT_UNKNOWN = 0, 1, 3
 
@@ -67,16 +69,21 @@ def load(settings: Settings, since_hours: float, dry_run: bool = False, verbose:
     resources = definitions.build_resources(settings)
     with _instance() as instance:
         if dry_run:
-            # Fetch, validate (pydantic models) and transform the staging rows; no warehouse at all.
+            # Fetch, validate (pydantic models) and transform the staging rows; no warehouse at all, so
+            # no watermark read; pending webhook ids are neither read nor cleared.
             result = dg.materialize(
                 dg.load_assets_from_modules([raw]), instance=instance, tags=tags, run_config=run_config,
-                resources={"qtickets": resources["qtickets"], "clickhouse_io": DryRunIOManager()},
+                resources={"qtickets": resources["qtickets"].model_copy(update={"webhook_store": ""}),
+                           "clickhouse_io": DryRunIOManager()},
                 raise_on_error=False,
             )
         else:
             job = definitions.build_definitions(settings).resolve_job_def(refresh_job.name)
             result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config,
                                             raise_on_error=False)
+            if result.success and not settings.embedded:
+                # This process ran every step; the server-mode sensor may not see this instance.
+                clear_applied(instance, result.run_id, HookStore(settings.webhook_store_path))
         row = run_row(instance, result.run_id, finished=True)
     summary = {"run_id": row["run_id"], "job": row["job_name"], "dry_run": dry_run,
                "partitions": row["partition_range"], "status": row["status"], "rows": row["rows"]}

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     qtickets_webhook_store: Path | None = Field(
         None, description="SQLite file of pending hooks; unset: <QTICKETS_DATA_DIR>/webhooks.sqlite3."
     )
+    qtickets_watermark_overlap_s: int = Field(
+        600, ge=0, description="Each run re-reads orders changed since the newest landed change minus this."
+    )
     qtickets_sandbox_webhook_url: str | None = Field(
         None, description="The sandbox posts signed hooks for its own changes here (dev: the local serve)."
     )

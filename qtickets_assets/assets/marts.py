@@ -6,11 +6,17 @@ only: its table in the migrations (columns, sorting key = business key) and its 
 result columns name the table's columns they fill.
 """
 
+from datetime import date
+from zoneinfo import ZoneInfo
+
 import dagster as dg
 
-from ..partitions import daily_partitions
+from ..partitions import TIMEZONE, daily_partitions
+from ..warehouse import sales_days
 from ..warehouse.resource import ClickHouseResource
 from ..warehouse.writes import ms, rebuild
+
+MSK = ZoneInfo(TIMEZONE)
 
 # ARCHITECTURE.md §4. A ticket is sold when its order is paid and neither the order nor the basket is
 # cancelled and the basket is not refunded; refunds of paid orders count on the order's sales date.
@@ -36,6 +42,12 @@ FROM (
 )
 GROUP BY sales_date, event_id, show_id
 """
+# The same over a set of Moscow days (the days a run's rewrites touched outside its partitions).
+SALES_ON_DAYS = SALES_DAILY.replace(
+    """payed_at >= fromUnixTimestamp64Milli({start:Int64})
+      AND payed_at < fromUnixTimestamp64Milli({end:Int64})""",
+    "toDate(payed_at, 'Europe/Moscow') IN {days:Array(Date)}",
+)
 SALES_DATES = """
     sales_date >= toDate(fromUnixTimestamp64Milli({start:Int64}), 'Europe/Moscow')
     AND sales_date < toDate(fromUnixTimestamp64Milli({end:Int64}), 'Europe/Moscow')
@@ -108,9 +120,14 @@ def window_parameters(window: dg.TimeWindow) -> dict[str, int]:
     pool="fact_qtickets_sales_daily",  # one writer per table (server mode: deploy/dagster.yaml)
 )
 def fact_qtickets_sales_daily(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource):
-    """Tickets sold, revenue, paid orders and refunds per (Moscow sales date, event, show)."""
-    params = window_parameters(context.partition_time_window)
+    """Tickets sold, revenue, paid orders and refunds per (Moscow sales date, event, show).
+
+    Also rebuilds the days marked in `meta_sales_days_to_rebuild` (sales of orders rewritten outside the
+    partitions of the run that rewrote them) and reports each as a materialization of its partition."""
+    window = context.partition_time_window
+    params = window_parameters(window)
     with clickhouse.get_client() as client:
+        marks = sales_days.marked(client)
         metadata = rebuild(
             client, "fact_qtickets_sales_daily", SALES_DAILY, where=SALES_DATES, parameters=params
         )
@@ -119,9 +136,43 @@ def fact_qtickets_sales_daily(context: dg.AssetExecutionContext, clickhouse: Cli
             f"WHERE {SALES_DATES}",
             parameters=params,
         ).result_rows[0]
+        _rebuild_marked_days(context, client, marks, window)
+        sales_days.unmark(client, marks, context.run.run_id)
     return dg.MaterializeResult(
         metadata={**metadata, "tickets_sold": int(tickets), "revenue": float(revenue)}
     )
+
+
+def _rebuild_marked_days(context: dg.AssetExecutionContext, client, marks: dict[date, int],
+                         window: dg.TimeWindow) -> None:
+    """Rebuild the marked days outside the run's window (the window is rebuilt anyway), each reported as
+    a runtime materialization of its partition with its own counts.
+
+    Only days inside the range the fact has been built over (its oldest to newest day, tombstones count)
+    are rebuilt: staging holds every sale of such a day, while a day outside was never read in full and its
+    partition stays missing until a backfill computes it. Skipped days are unmarked all the same."""
+    first, last = window.start.astimezone(MSK).date(), window.end.astimezone(MSK).date()
+    oldest, newest, built = client.query(
+        "SELECT min(sales_date), max(sales_date), count() FROM fact_qtickets_sales_daily").result_rows[0]
+    days = sorted(day for day in marks if not first <= day < last and built and oldest <= day <= newest
+                  and daily_partitions.has_partition_key(day.isoformat()))
+    if not days:
+        return
+    rebuild(client, "fact_qtickets_sales_daily", SALES_ON_DAYS, where="sales_date IN {days:Array(Date)}",
+            parameters={"days": days})
+    counts = {row[0]: row[1:] for row in client.query(
+        "SELECT sales_date, count(), sum(tickets_sold), sum(revenue) FROM fact_qtickets_sales_daily FINAL "
+        "WHERE sales_date IN {days:Array(Date)} GROUP BY sales_date", parameters={"days": days}).result_rows}
+    for day in days:
+        rows, tickets, revenue = counts.get(day, (0, 0, 0))
+        context.log_event(dg.AssetMaterialization(
+            asset_key=context.asset_key, partition=day.isoformat(),
+            description="rebuilt: orders paid on this day were rewritten outside their run's partitions",
+            metadata={"dagster/row_count": int(rows), "tickets_sold": int(tickets),
+                      "revenue": float(revenue)},
+        ))
+    context.log.info(f"rebuilt {len(days)} sales days outside the run's partitions: "
+                     f"{', '.join(d.isoformat() for d in days)}")
 
 
 @dg.asset(

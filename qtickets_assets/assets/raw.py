@@ -2,20 +2,23 @@
 
 import gc
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
-from itertools import chain, islice
+from datetime import UTC, date, datetime, timedelta
+from itertools import islice
 
 import dagster as dg
 import orjson
 import pyarrow as pa
 
 from ..partitions import daily_partitions
-from ..qtickets.client import current_shows, started_shows
+from ..qtickets.client import MSK, current_shows, started_shows
 from ..qtickets.models import Event, Order, parse
 from ..qtickets.resource import QTicketsResource
 from ..transform import event_rows, inventory_rows, order_rows
-from ..warehouse.io_manager import KEEP, KEY, WINDOW_COLUMN
+from ..warehouse import sales_days
+from ..warehouse.io_manager import ID_COLUMN, KEEP, KEY, WINDOW_COLUMN
 from ..warehouse.writes import Rows, RowStream
+from ..webhooks.drain import applied_hooks_metadata
+from .order_reads import OrderReads
 
 # ~5k tickets per insert: large for ClickHouse, small for memory (bench/memory.py: a backfill peaks at
 # ~0.7 GB RSS with 2k orders a chunk, ~1.3 GB with 10k; the working set is the chunk's models and columns).
@@ -30,28 +33,65 @@ ORDERS_PER_CHUNK = 2_000
     kinds={"clickhouse", "python"},
     pool="stg_qtickets_api_orders_raw",  # one writer per table (server mode: deploy/dagster.yaml)
     # Rows of the manual fallback (assets/manual.py) stay until the API serves the same tickets.
-    metadata={KEY: ["order_id", "basket_id"], WINDOW_COLUMN: "order_created_at", KEEP: "source = 'manual'"},
+    metadata={KEY: ["order_id", "basket_id"], WINDOW_COLUMN: "order_created_at", KEEP: "source = 'manual'",
+              ID_COLUMN: "order_id"},
 )
 def stg_qtickets_api_orders_raw(
     context: dg.AssetExecutionContext, qtickets: QTicketsResource
 ) -> RowStream:
-    """One row per ticket (basket) of the orders created in the partition's Moscow days, plus the
-    orders paid in those days but created earlier (a late payment updates its older row).
+    """One row per ticket (basket) of the orders created in the partition's Moscow days, plus the orders
+    paid in those days but created earlier, the orders changed since the last landed change, and the
+    orders QTickets pushed by webhook, whatever their day (order_reads.py). Sales days these rewrites
+    touch outside the partitions are marked for the fact to rebuild.
 
     Streams: the IO manager writes chunk by chunk, so a backfill of any range runs in flat memory."""
-    return RowStream(_order_chunks(qtickets, context.partition_time_window, context.log))
+    window = context.partition_time_window
+    hooks = qtickets.pending_hooks()
+    reads = OrderReads(window, hook_ids=hooks.order_ids)
+    context.add_output_metadata(applied_hooks_metadata(hooks))
+    warehouse = OrderChanges(reads, timedelta(seconds=qtickets.watermark_overlap_s), context.run.run_id,
+                             context.log)
+    return RowStream(_order_chunks(qtickets, reads, context.log), replaced_ids=reads.outside,
+                     before_write=warehouse)
 
 
-def _order_chunks(qtickets: QTicketsResource, window: dg.TimeWindow, log) -> Iterator[Rows]:
+class OrderChanges:
+    """The warehouse side of the orders staging, run by the IO manager with its client (a dry run, which
+    has no warehouse, skips it): before the first API read, the watermark (the newest landed
+    `order_updated_at`) sets the changed-orders read; before each chunk replaces its orders, and for the
+    orders gone from the API, their Moscow payment days, old (staging, before the rewrite) and new, are
+    marked for the fact when they lie outside the window's own days."""
+
+    def __init__(self, reads: OrderReads, overlap: timedelta, run_id: str, log):
+        self.first = reads.window.start.astimezone(MSK).date()
+        self.last = reads.window.end.astimezone(MSK).date()
+        self.reads, self.overlap, self.run_id, self.log = reads, overlap, run_id, log
+        self.marked: set[date] = set()
+
+    def start(self, client) -> None:
+        landed = sales_days.watermark(client)
+        self.reads.changed_since = landed - self.overlap if landed else None
+        self.log.info(f"watermark: {landed.isoformat() if landed else 'nothing landed yet'}")
+
+    def chunk(self, client, rows: Rows) -> None:
+        new = {moment.astimezone(MSK).date() for moment in rows.columns["payed_at"] if moment is not None}
+        self._mark(client, new | sales_days.paid_days(client, rows.columns["order_id"]))
+
+    def done(self, client) -> None:
+        self._mark(client, sales_days.paid_days(client, self.reads.gone))
+
+    def _mark(self, client, days: set[date]) -> None:
+        days = {day for day in days if not self.first <= day < self.last} - self.marked
+        sales_days.mark(client, days, self.run_id)
+        self.marked |= days
+
+
+def _order_chunks(qtickets: QTicketsResource, reads: OrderReads, log) -> Iterator[Rows]:
     with qtickets.get_client() as client:
-        created = client.orders_between("created_at", window.start, window.end)
-        # Created inside the window: already in `created`; the server is asked for the others only.
-        paid_late = client.orders_between("payed_at", window.start, window.end, created_before=window.start)
-        total = 0
-        for rows, orders in order_chunks(chain(created, paid_late)):
-            total += orders
+        for rows, _ in order_chunks(reads.orders(client)):
             yield rows
-    log.info(f"{total} orders for {window.start:%Y-%m-%d}..{window.end:%Y-%m-%d}")
+    window = reads.window
+    log.info(f"{window.start:%Y-%m-%d}..{window.end:%Y-%m-%d}: {reads.summary()}")
 
 
 def order_chunks(orders: Iterable[Order], size: int = ORDERS_PER_CHUNK) -> Iterator[tuple[Rows, int]]:

@@ -10,6 +10,8 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from ..settings import get_settings
+from ..webhooks.drain import clear_applied, run_failed
+from ..webhooks.store import HookStore, Pending
 from .client import QTicketsClient, RetryBudget, RetryPolicy
 
 if TYPE_CHECKING:
@@ -32,11 +34,36 @@ class QTicketsResource(dg.ConfigurableResource):
                                       "injected faults (429, 5xx, slow, truncated, HTML); shows the retries.")
     sandbox_as_of: str = Field("", description="Freeze the sandbox clock at this ISO instant (replays).")
 
+    watermark_overlap_s: float = Field(600, ge=0, description="The watermark read re-reads the orders "
+                                       "changed this long before the newest landed change (skew, ties).")
+    webhook_store: str = Field("", description="SQLite file of pending webhook ids that runs re-read; "
+                                               "empty: no webhooks.")
+    clear_hooks_at_run_end: bool = Field(False, description="Clear the applied hook ids when the run's "
+                                         "resources are torn down (only when one process runs every step).")
+
     _budget: RetryBudget | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # One retry budget for every client of the run: a dead API fails the run fast.
         self._budget = RetryBudget(RetryPolicy())
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        # With the in-process executor resources are torn down once, at the run's end (runs.py).
+        run, instance = context.run, context.instance
+        if not (self.clear_hooks_at_run_end and self.webhook_store and run and instance):
+            return
+        if run_failed(instance, run.run_id):
+            context.log.info("run failed: its webhook ids stay pending")
+            return
+        cleared = clear_applied(instance, run.run_id, HookStore(self.webhook_store))
+        if cleared:
+            context.log.info(f"cleared {cleared} applied webhook hooks")
+
+    def pending_hooks(self, limit: int = 5_000) -> Pending:
+        """Order ids pushed by webhooks and not yet applied by a successful run."""
+        if not self.webhook_store:
+            return Pending([], 0, None)
+        return HookStore(self.webhook_store).pending(limit)
 
     @property
     def uses_sandbox(self) -> bool:

@@ -7,6 +7,8 @@ batches with `async_insert=0`, then tombstones the live rows of its scope that i
 The scope comes from asset metadata: the partition's Moscow time window on `clickhouse/window_column`,
 or the whole table when it is not partitioned (full snapshots such as events and inventory), narrowed by
 `Rows.scope` when the asset gives one (inventory keeps the last snapshot of shows that have started).
+A stream may add ids it replaced outside the window (`RowStream.replaced_ids` on `clickhouse/id_column`):
+rows of those ids that the write did not produce are tombstoned too, and nothing else outside the window.
 
 Row counts in metadata come from our own data: the chDB backend's insert summary is not reliable.
 """
@@ -34,13 +36,20 @@ KEY = "clickhouse/key"
 WINDOW_COLUMN = "clickhouse/window_column"
 # SQL condition on rows another writer owns: never replaced nor tombstoned by this asset's writes.
 KEEP = "clickhouse/keep"
+ID_COLUMN = "clickhouse/id_column"  # what `RowStream.replaced_ids` name (partitioned tables only)
 
 
-def _scope(metadata: dict, window: dg.TimeWindow | None) -> tuple[str, dict[str, Any]]:
-    """SQL condition (and its parameters) selecting the rows of a partition, or the whole table."""
-    if window is not None:
-        return window_condition(metadata[WINDOW_COLUMN], window)
-    return "1", {}
+def _scope(metadata: dict, window: dg.TimeWindow | None, replaced_ids: set[int] | None = None
+           ) -> tuple[str, dict[str, Any]]:
+    """SQL condition (and its parameters) selecting the rows of a partition (plus every row of the ids a
+    write replaced outside it), or the whole table."""
+    if window is None:
+        return "1", {}
+    where, parameters = window_condition(metadata[WINDOW_COLUMN], window)
+    if replaced_ids:
+        where = f"({where}) OR {identifier(metadata[ID_COLUMN])} IN {{replaced_ids:Array(UInt64)}}"
+        parameters["replaced_ids"] = sorted(replaced_ids)
+    return where, parameters
 
 
 class ClickHouseIOManager(dg.ConfigurableIOManager):
@@ -52,16 +61,24 @@ class ClickHouseIOManager(dg.ConfigurableIOManager):
         table = identifier(context.asset_key.path[-1])
         metadata = context.definition_metadata or {}
         version, count = new_version(), 0
+        before_write = obj.before_write if isinstance(obj, RowStream) else None
         with self.clickhouse.get_client() as client:
+            if before_write:
+                before_write.start(client)
             schema = None
             for chunk in chunks(obj):
                 if not len(chunk):
                     continue
+                if before_write:
+                    before_write.chunk(client, chunk)
                 schema = schema or arrow_schema(client, table)  # one DESCRIBE per write, not per chunk
                 insert_columns(client, table, stamp(table, chunk, version), schema)
                 count += len(chunk)
+            if before_write:
+                before_write.done(client)
             window = context.asset_partitions_time_window if context.has_asset_partitions else None
-            where, parameters = _scope(metadata, window)
+            replaced = obj.replaced_ids if isinstance(obj, RowStream) else None
+            where, parameters = _scope(metadata, window, replaced)
             if metadata.get(KEEP):
                 where = f"({where}) AND NOT ({metadata[KEEP]})"
             if isinstance(obj, Rows) and obj.scope is not None:

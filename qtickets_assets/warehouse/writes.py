@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import dagster as dg
 import pyarrow as pa
@@ -45,11 +45,29 @@ class Rows:
         return len(next(iter(self.columns.values()), []))
 
 
+class BeforeWrite(Protocol):
+    """Called by the writer with the write's own client: before the first chunk is pulled from the stream
+    (`start`), before each chunk is inserted, and once the stream is complete, before the tombstones
+    (e.g. to read what the rows will replace while it is still there)."""
+
+    def start(self, client: Client) -> None: ...
+
+    def chunk(self, client: Client, rows: Rows) -> None: ...
+
+    def done(self, client: Client) -> None: ...
+
+
 @dataclass
 class RowStream:
-    """`Rows` produced chunk by chunk, written as they come."""
+    """`Rows` produced chunk by chunk, written as they come.
+
+    `replaced_ids`: ids (in the table's `clickhouse/id_column`) outside the partition window that this
+    write replaces in full, e.g. orders re-read by id; their live rows the write did not produce are
+    tombstoned too. Filled while the chunks are consumed, read after the last one."""
 
     chunks: Iterable[Rows]
+    replaced_ids: set[int] = field(default_factory=set)
+    before_write: BeforeWrite | None = None
 
 
 def chunks(obj: Rows | RowStream) -> Iterator[Rows]:

@@ -11,10 +11,13 @@ import json
 import math
 from datetime import datetime, timedelta
 
+import dagster as dg
 import pytest
 
+from qtickets_assets.assets.order_reads import OrderReads
 from qtickets_assets.qtickets.client import QTicketsClient, current_shows
 from qtickets_assets.qtickets.query import MSK, parse_instant
+from qtickets_assets.qtickets.resource import QTicketsResource
 from qtickets_assets.sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN, Sandbox
 from tests.builders import AS_OF
 
@@ -74,3 +77,23 @@ def test_one_tick_does_not_reread_history(real_size):
             lower = [parse_instant(c["value"]) for c in where if c["operator"] == ">="]
             assert lower and min(lower) >= start
     assert len(orders) < 2_000 and len(requests) < 120
+
+
+def test_the_watermark_read_adds_at_most_two_requests_a_tick(real_size):
+    """The orders staging also reads the orders changed since the newest landed `updated_at` minus the
+    overlap: after a tick 15 minutes earlier, 15 + 10 minutes of changes, whatever the orders' days."""
+    box, now = real_size
+    today = datetime.combine(now.date(), datetime.min.time(), MSK)
+    window = dg.TimeWindow(today - timedelta(days=1), today + timedelta(days=1))
+    since = now - timedelta(minutes=15, seconds=QTicketsResource().watermark_overlap_s)
+
+    def requests(reads: OrderReads) -> int:
+        box.requests.clear()
+        with QTicketsClient(SANDBOX_BASE_URL, SANDBOX_TOKEN, transport=box.transport(),
+                            per_page=PER_PAGE) as api:
+            list(reads.orders(api))
+        return len(box.requests)
+
+    extra = requests(OrderReads(window, changed_since=since)) - requests(OrderReads(window))
+    print(f"\nwatermark read at real size: {extra} extra request(s) a tick")
+    assert 1 <= extra <= 2

@@ -1,0 +1,76 @@
+"""Which orders one run of the orders staging reads, and why (ARCHITECTURE.md §1).
+
+1. created in the partition window: the window's own orders (the write replaces the window);
+2. paid in the window but created before it: a late payment reaches the fact of its payment day;
+3. changed since the watermark (`updated_at >= watermark - overlap`), whatever their creation day:
+   cancellations and payments of older orders; the watermark is the newest `order_updated_at` in staging;
+4. pushed by webhooks: pending order ids, re-read by id (refunds and basket changes do not move
+   `updated_at`, qtickets_api.md §10.1).
+
+Each order is read once, in that order: the watermark read comes after the windows, so the newest
+`updated_at` a run lands is never later than that read. Orders created outside the window (2-4) are
+replaced in full by the write (`outside`), and so is a hooked id the API answers with 404 (`gone`: the
+order no longer exists for this account, so its rows are tombstoned).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import dagster as dg
+
+from ..qtickets.client import QTicketsClient, wall_time
+from ..qtickets.models import Order
+
+
+@dataclass
+class OrderReads:
+    window: dg.TimeWindow
+    changed_since: datetime | None = None  # watermark - overlap; None: nothing landed yet
+    hook_ids: list[int] = field(default_factory=list)
+    outside: set[int] = field(default_factory=set)  # ids created outside the window, found or gone
+    gone: set[int] = field(default_factory=set)  # hooked ids the API answers with 404
+    counts: Counter = field(default_factory=Counter)  # orders per reason
+    _seen: set[int] = field(default_factory=set)
+
+    def orders(self, client: QTicketsClient) -> Iterator[Order]:
+        start, end = self.window.start, self.window.end
+        yield from self._once("created", client.orders_between("created_at", start, end))
+        # Created inside the window: already in `created`; the server is asked for the others only.
+        paid_late = client.orders_between("payed_at", start, end, created_before=start)
+        yield from self._once("paid_late", paid_late)
+        if self.changed_since is not None:
+            changed = client.orders([{"column": "updated_at", "operator": ">=",
+                                      "value": wall_time(self.changed_since)}])
+            yield from self._once("changed", (o for o in changed if o.updated_at >= self.changed_since))
+        wanted = [order_id for order_id in self.hook_ids if order_id not in self._seen]
+        yield from self._once("hooked", client.orders_by_ids(wanted))
+        for order_id in wanted:
+            if order_id in self._seen:
+                continue
+            # Missing from the list answer: ask for it alone; only a 404 means it is gone.
+            order = client.order(order_id)
+            if order is None:
+                self.gone.add(order_id)
+                self.outside.add(order_id)
+            else:
+                yield from self._once("hooked", [order])
+
+    def _once(self, reason: str, orders: Iterable[Order]) -> Iterator[Order]:
+        start, end = self.window.start, self.window.end
+        for order in orders:
+            if order.id in self._seen:
+                continue
+            self._seen.add(order.id)
+            if not start <= order.created_at < end:
+                self.outside.add(order.id)
+            self.counts[reason] += 1
+            yield order
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{n} {reason}" for reason, n in self.counts.items())
+        gone = f", {len(self.gone)} gone (404)" if self.gone else ""
+        return f"{sum(self.counts.values())} orders ({counts or 'none'}{gone})"
