@@ -62,11 +62,11 @@ def hooks(tmp_path) -> HookStore:
     return HookStore(tmp_path / "hooks.sqlite3")
 
 
-def run(clickhouse, hooks, first, last=None, instance=None) -> dg.ExecuteInProcessResult:
+def run(clickhouse, hooks, first, last=None, instance=None, one_process=True) -> dg.ExecuteInProcessResult:
     from qtickets_assets.warehouse.io_manager import ClickHouseIOManager
 
     qtickets = QTicketsResource(base_url=API, token="t", webhook_store=str(hooks.path),
-                                clear_hooks_at_run_end=True)
+                                clear_hooks_at_run_end=one_process)
     result = dg.materialize(
         SALES, instance=instance,
         resources={"clickhouse": clickhouse, "clickhouse_io": ClickHouseIOManager(clickhouse=clickhouse),
@@ -163,3 +163,26 @@ def test_hooked_ids_are_re_read_and_a_404_removes_the_order(api, clickhouse, hoo
     assert fact(clickhouse, OLD)[(OLD, 101, 7)] == (0, 0, 0, 1, 1000)
     assert OLD.isoformat() in fact_days(result)
     assert hooks.depth()[0] == 0  # cleared at the end of the successful run
+
+
+def test_server_mode_clears_hooks_from_the_sensor_after_a_successful_run(api, clickhouse, hooks, monkeypatch):
+    from qtickets_assets.settings import get_settings
+    from qtickets_assets.webhooks.drain import webhook_hooks_applied
+
+    api.put(order(1, 101, at(OLD), [basket(11, 7, 1000)], payed=at(OLD, 12, 10)))
+    hooks.add(1, "refunded")
+    monkeypatch.setenv("QTICKETS_WEBHOOK_STORE", str(hooks.path))
+    get_settings.cache_clear()
+    try:
+        with dg.instance_for_test() as instance:
+            result = run(clickhouse, hooks, D, instance=instance, one_process=False)
+            hooks.add(1, "checked")  # arrived while the run went: not applied by it
+            assert hooks.depth()[0] == 2  # steps in other processes: nobody saw the run's end
+            success = next(r.event_log_entry.dagster_event for r in instance.get_records_for_run(
+                result.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records)
+            webhook_hooks_applied(dg.build_run_status_sensor_context(
+                sensor_name="webhook_hooks_applied", dagster_event=success, dagster_instance=instance,
+                dagster_run=instance.get_run_by_id(result.run_id)))
+    finally:
+        get_settings.cache_clear()
+    assert hooks.pending().order_ids == [1] and hooks.depth()[0] == 1  # only the later hook is left
