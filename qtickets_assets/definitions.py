@@ -45,6 +45,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         webhook_store=str(settings.webhook_store_path),
         # Embedded: every step of a run in one process; server mode clears from a sensor (webhooks/drain.py).
         clear_hooks_at_run_end=settings.embedded,
+        shared_budget=not settings.embedded,  # the multiprocess executor: one process per step
     )
     return {
         "clickhouse": clickhouse,

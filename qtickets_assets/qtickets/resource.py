@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,6 +14,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from ..notify import sqlite_store
 from ..settings import get_settings
 from ..webhooks.drain import clear_applied, run_failed
 from ..webhooks.store import HookStore, Pending
@@ -40,12 +46,18 @@ class QTicketsResource(dg.ConfigurableResource):
                                                "empty: no webhooks.")
     clear_hooks_at_run_end: bool = Field(False, description="Clear the applied hook ids when the run's "
                                          "resources are torn down (only when one process runs every step).")
+    shared_budget: bool = Field(False, description="Steps of a run run in separate processes (server "
+                                "mode): they share the run's retry budget through the instance's storage.")
 
     _budget: RetryBudget | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # One retry budget for every client of the run: a dead API fails the run fast.
-        self._budget = RetryBudget(RetryPolicy())
+        if self.shared_budget and context.instance and context.run_id:
+            path = Path(context.instance.storage_directory()) / "retry_budgets.sqlite3"
+            self._budget = RunRetryBudget(RetryPolicy(), path, context.run_id)
+        else:
+            self._budget = RetryBudget(RetryPolicy())
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         # With the in-process executor resources are torn down once, at the run's end (runs.py).
@@ -94,3 +106,42 @@ class QTicketsResource(dg.ConfigurableResource):
             transport = self.sandbox().transport()
             return QTicketsClient(SANDBOX_BASE_URL, SANDBOX_TOKEN, transport=transport, **options)
         return QTicketsClient(self.base_url, self.token, **options)
+
+
+BUDGETS = ("CREATE TABLE IF NOT EXISTS retry_budgets "
+           "(run_id TEXT PRIMARY KEY, state TEXT NOT NULL, since REAL)")
+
+
+class RunRetryBudget(RetryBudget):
+    """The run's one retry budget when its steps are separate processes (the multiprocess executor sets up
+    resources once per step). Its state lives in a SQLite row keyed by the run id: each change loads the
+    row, applies RetryBudget's own arithmetic and stores it back in one transaction, so every step of the
+    run spends (and, where answers earn some back, earns) the same budget."""
+
+    def __init__(self, policy: RetryPolicy, path: Path, run_id: str):
+        super().__init__(policy)
+        self._path, self._run_id, self._shared_lock = path, run_id, threading.Lock()
+
+    @contextmanager
+    def _shared(self) -> Iterator[None]:
+        with self._shared_lock, sqlite_store(self._path, BUDGETS) as db:
+            db.execute("BEGIN IMMEDIATE")  # one process at a time between the load and the store
+            try:
+                row = db.execute("SELECT state FROM retry_budgets WHERE run_id = ?",
+                                 (self._run_id,)).fetchone()
+                if row:
+                    vars(self).update(json.loads(row[0]))
+                yield
+                state = {name: value for name, value in vars(self).items()
+                         if not name.startswith("_") and name != "policy"}
+                db.execute("INSERT OR REPLACE INTO retry_budgets VALUES (?, ?, ?)",
+                           (self._run_id, json.dumps(state), time.time()))
+                db.execute("DELETE FROM retry_budgets WHERE since < ?", (time.time() - 7 * 86400,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def spend(self, lost_s: float, delay: float) -> bool:
+        with self._shared():
+            return super().spend(lost_s, delay)
