@@ -53,9 +53,9 @@ class QTicketsResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # One retry budget for every client of the run: a dead API fails the run fast.
-        if self.shared_budget and context.instance and context.run_id:
+        if self.shared_budget and context.instance and context.run:
             path = Path(context.instance.storage_directory()) / "retry_budgets.sqlite3"
-            self._budget = RunRetryBudget(RetryPolicy(), path, context.run_id)
+            self._budget = RunRetryBudget(RetryPolicy(), path, context.run.run_id)
         else:
             self._budget = RetryBudget(RetryPolicy())
 
