@@ -395,6 +395,7 @@ def render_order(order: OrderPlan, now: datetime) -> dict[str, Any]:
 
 PLAN_COLUMNS = {"id", "event_id", "created_at", "payed_at", "updated_at", "deleted_at", "payed",
                 "reserved_to"}
+TIME_COLUMNS = {"created_at", "payed_at", "updated_at", "deleted_at", "reserved_to"}
 
 
 def plan_fields(order: OrderPlan, now: datetime) -> dict[str, Any]:
@@ -672,7 +673,10 @@ class Sandbox:
                 listing = self._listings.get(key)
             if listing is None:
                 plans = self.account.orders_slice(now, **bounds)
-                listing = [p for p in plans if matches(plan_fields(p, now), where)] if where else plans
+                # The literals parsed once, not once per order: the plans' instants are datetimes.
+                parsed = [{**c, "value": parse_instant(c["value"])} if isinstance(c.get("value"), str)
+                          and c.get("column") in TIME_COLUMNS else c for c in where]
+                listing = [p for p in plans if matches(plan_fields(p, now), parsed)] if where else plans
                 listing = listing[::-1] if order_by["id"] == "desc" else listing
                 with self._listings_lock:
                     self._listings[key] = listing
