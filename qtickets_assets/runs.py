@@ -67,9 +67,11 @@ def run_row(instance: dg.DagsterInstance, run_id: str, *, finished: bool) -> dic
     for entry in (event.event_log_entry for event in events):
         event = entry.dagster_event
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
-            count = event.step_materialization_data.materialization.metadata.get(ROW_COUNT)
+            metadata = event.step_materialization_data.materialization.metadata
+            # A partition range materializes each day with its own count; the whole write's count is
+            # repeated on each of them as rows_written_by_run.
+            count = metadata.get("rows_written_by_run") or metadata.get(ROW_COUNT)
             if count is not None:
-                # A single-run partition range repeats the whole write's count on every partition.
                 name = event.asset_key.to_user_string()
                 rows[name] = max(rows.get(name, 0), int(count.value))
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:

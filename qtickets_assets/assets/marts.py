@@ -14,7 +14,7 @@ import dagster as dg
 from ..partitions import TIMEZONE, daily_partitions
 from ..warehouse import sales_days
 from ..warehouse.resource import ClickHouseResource
-from ..warehouse.writes import ms, rebuild
+from ..warehouse.writes import daily_counts, ms, rebuild
 
 MSK = ZoneInfo(TIMEZONE)
 
@@ -131,16 +131,25 @@ def fact_qtickets_sales_daily(context: dg.AssetExecutionContext, clickhouse: Cli
         metadata = rebuild(
             client, "fact_qtickets_sales_daily", SALES_DAILY, where=SALES_DATES, parameters=params
         )
-        tickets, revenue = client.query(
-            "SELECT sum(tickets_sold), sum(revenue) FROM fact_qtickets_sales_daily FINAL "
-            f"WHERE {SALES_DATES}",
+        days = daily_counts(client, "fact_qtickets_sales_daily", "sales_date", SALES_DATES, params,
+                            metadata["clickhouse/version"])
+        totals = client.query(
+            "SELECT sales_date, sum(tickets_sold), sum(revenue) FROM fact_qtickets_sales_daily FINAL "
+            f"WHERE {SALES_DATES} GROUP BY sales_date",
             parameters=params,
-        ).result_rows[0]
+        ).result_rows
         _rebuild_marked_days(context, client, marks, window)
         sales_days.unmark(client, marks, context.run.run_id)
-    return dg.MaterializeResult(
-        metadata={**metadata, "tickets_sold": int(tickets), "revenue": float(revenue)}
-    )
+    sales = {day.isoformat(): (int(tickets), float(revenue)) for day, tickets, revenue in totals}
+    # A range run materializes each day: each one reports its own numbers.
+    for key in context.partition_keys:
+        tickets, revenue = sales.get(key, (0, 0.0))
+        context.add_asset_metadata(
+            {**days.get(key, {"dagster/row_count": 0, "tombstoned_rows": 0}), "tickets_sold": tickets,
+             "revenue": revenue},
+            partition_key=key,
+        )
+    return dg.MaterializeResult(metadata={**metadata, "rows_written_by_run": metadata["dagster/row_count"]})
 
 
 def _rebuild_marked_days(context: dg.AssetExecutionContext, client, marks: dict[date, int],

@@ -68,6 +68,44 @@ def contract_mismatches(client, name: str) -> dict[str, str]:
     return {c: found.get(c, "missing") for c, kind in CONTRACT[name].items() if found.get(c) != kind}
 
 
+# The catalog's glance at each view: a few rows that answer its usual question (markdown in the UI).
+PREVIEW_ROWS = 5
+PREVIEWS = {
+    "v_sales_14d": (
+        "Last days, all events",
+        "SELECT sales_date, sum(tickets_sold) AS tickets, sum(revenue) AS money FROM v_sales_14d "
+        "GROUP BY sales_date ORDER BY sales_date DESC",
+    ),
+    "v_sales_latest": (
+        "Today's top events",
+        "SELECT event_name, tickets_sold_today, revenue_today, tickets_sold_total, revenue_total "
+        "FROM v_sales_latest ORDER BY revenue_today DESC, revenue_total DESC",
+    ),
+    "v_show_occupancy": (
+        "Next shows on sale, then the latest final ones",
+        "SELECT event_name, city, show_start_at, sold_seats, capacity, occupancy, status "
+        "FROM v_show_occupancy ORDER BY is_final, "
+        "if(is_final, -toUnixTimestamp(show_start_at), toUnixTimestamp(show_start_at))",
+    ),
+    "v_sales_pace": (
+        "Shows with the most tickets",
+        "SELECT event_name, show_start_at, max(tickets_sold_cumulative) AS tickets, "
+        "max(revenue_cumulative) AS money FROM v_sales_pace GROUP BY event_name, show_id, show_start_at "
+        "ORDER BY tickets DESC",
+    ),
+}
+
+
+def preview(client, name: str) -> str:
+    """A markdown table of the view's first rows for its usual question."""
+    title, sql = PREVIEWS[name]
+    result = client.query(f"{sql} LIMIT {PREVIEW_ROWS}")
+    lines = [f"**{title}**", "", "| " + " | ".join(result.column_names) + " |",
+             "|" + "---|" * len(result.column_names)]
+    lines += ["| " + " | ".join(str(v).replace("|", "/") for v in row) + " |" for row in result.result_rows]
+    return "\n".join(lines if result.result_rows else [f"**{title}**", "", "(no rows)"])
+
+
 def _view_asset(name: str, deps: list[str], description: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=name, deps=deps, group_name="bi_views", kinds={"clickhouse", "view"}, description=description
@@ -75,7 +113,10 @@ def _view_asset(name: str, deps: list[str], description: str) -> dg.AssetsDefini
     def _view(clickhouse: ClickHouseResource) -> dg.MaterializeResult:
         with clickhouse.get_client() as client:
             rows = count_view(client, name)
-        return dg.MaterializeResult(metadata={"dagster/row_count": rows})
+            table = preview(client, name)
+        return dg.MaterializeResult(
+            metadata={"dagster/row_count": rows, "preview": dg.MetadataValue.md(table)}
+        )
 
     return _view
 

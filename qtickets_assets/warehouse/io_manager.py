@@ -24,6 +24,7 @@ from .writes import (
     RowStream,
     arrow_schema,
     chunks,
+    daily_counts,
     identifier,
     insert_columns,
     new_version,
@@ -85,9 +86,20 @@ class ClickHouseIOManager(dg.ConfigurableIOManager):
                 narrower, extra = obj.scope
                 where, parameters = f"({where}) AND ({narrower})", {**parameters, **extra}
             tombstoned = tombstone_stale(client, table, where, parameters, version)
+            days = (daily_counts(client, table, metadata[WINDOW_COLUMN], where, parameters, version)
+                    if window is not None else {})
         context.add_output_metadata(
             {"dagster/row_count": count, "tombstoned_rows": tombstoned, "clickhouse/version": version}
         )
+        # A range run materializes each day: each one reports its own rows, not the range's (which stay
+        # under rows_written_by_run).
+        for key in context.asset_partition_keys if window is not None else []:
+            day = days.get(key, {"dagster/row_count": 0, "tombstoned_rows": 0})
+            context.step_context.add_asset_metadata(
+                {**day, "rows_written_by_run": count},
+                asset_key=context.asset_key,
+                partition_key=key,
+            )
 
     def load_input(self, context: dg.InputContext) -> pa.Table:
         upstream = context.upstream_output

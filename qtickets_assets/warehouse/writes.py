@@ -104,6 +104,31 @@ def window_condition(column: str, window: dg.TimeWindow) -> tuple[str, dict[str,
     )
 
 
+def daily_counts(
+    client: Client, table: str, day_column: str, where: str, parameters: dict[str, Any], version: int
+) -> dict[str, dict[str, int]]:
+    """Per Moscow day of `day_column` (ISO date, a daily partition key) after the write `version`: its live
+    rows in scope and the tombstones that write left there, so a range run reports each day's own counts."""
+    table, day = identifier(table), f"toDate({identifier(day_column)}, 'Europe/Moscow')"
+    parameters = {**parameters, "version": version}
+    counts: dict[str, dict[str, int]] = {}
+    live = client.query(
+        f"SELECT {day} AS day, count() FROM {table} FINAL WHERE {where} GROUP BY day", parameters=parameters
+    ).result_rows
+    for value, count in live:
+        counts.setdefault(value.isoformat(), {"dagster/row_count": 0, "tombstoned_rows": 0})[
+            "dagster/row_count"] = count
+    tombstones = client.query(
+        f"SELECT {day} AS day, count() FROM {table} WHERE ({where}) AND _ver = {{version:UInt64}} "
+        "AND _deleted = 1 GROUP BY day",
+        parameters=parameters,
+    ).result_rows
+    for value, count in tombstones:
+        counts.setdefault(value.isoformat(), {"dagster/row_count": 0, "tombstoned_rows": 0})[
+            "tombstoned_rows"] = count
+    return counts
+
+
 def tombstone_stale(client: Client, table: str, where: str, parameters: dict[str, Any], version: int) -> int:
     """Write a tombstone (same `_ver`) for every live row in scope older than `version`; returns how many."""
     table = identifier(table)

@@ -214,6 +214,55 @@ def test_every_check_passed_and_reported(warehouse):
     )
 
 
+def test_a_range_run_reports_each_days_own_counts(warehouse):
+    """One run over 30 days materializes 30 partitions; each carries that day's numbers (the sandbox's
+    truth for the fact, the day's live rows for staging), not the range's."""
+    clickhouse, sandbox, result = warehouse
+    truth: dict[str, list] = {}
+    for (sales_date, _, _), v in sandbox.expected_sales_daily(AS_OF).items():
+        if FIRST <= sales_date <= LAST:
+            day = truth.setdefault(sales_date.isoformat(), [0, 0, 0.0])
+            day[0] += 1
+            day[1] += v["tickets_sold"]
+            day[2] += float(v["revenue"])
+    materialized = result.asset_materializations_for_node
+    facts = {m.partition: m.metadata for m in materialized("fact_qtickets_sales_daily")}
+    assert len(facts) == 30 and len({m["tickets_sold"].value for m in facts.values()}) > 5
+    for day, (rows, tickets, revenue) in truth.items():
+        metadata = facts[day]
+        assert (metadata["dagster/row_count"].value, metadata["tickets_sold"].value) == (rows, tickets), day
+        assert metadata["revenue"].value == pytest.approx(revenue), day
+    staged_rows = dict(query(
+        clickhouse,
+        "SELECT toString(toDate(order_created_at, 'Europe/Moscow')) AS day, count() "
+        "FROM stg_qtickets_api_orders_raw FINAL GROUP BY day",
+    ))
+    staged = {m.partition: m.metadata for m in materialized("stg_qtickets_api_orders_raw")}
+    assert {day: m["dagster/row_count"].value for day, m in staged.items()} == {
+        day: staged_rows.get(day, 0) for day in staged
+    }
+    written = {m["rows_written_by_run"].value for m in staged.values()}
+    assert len(written) == 1 and written.pop() >= sum(staged_rows.get(day, 0) for day in staged)
+
+
+def test_views_carry_a_markdown_preview(warehouse):
+    """Each view's materialization shows a few rows of its usual question; the pace preview's top show is
+    the show that sold most in the sandbox's truth."""
+    _, sandbox, result = warehouse
+    for name in views.PREVIEWS:
+        text = result.asset_materializations_for_node(name)[0].metadata["preview"].value
+        table = [line for line in text.splitlines() if line.startswith("| ")]
+        # v_sales_14d follows the real clock: only the frozen account's last days may still be in it.
+        assert 2 <= len(table) <= 1 + views.PREVIEW_ROWS and text.startswith("**"), (name, text)
+    shows: dict[int, int] = {}
+    for (sales_date, _, show), v in sandbox.expected_sales_daily(AS_OF).items():
+        if FIRST <= sales_date <= LAST:
+            shows[show] = shows.get(show, 0) + v["tickets_sold"]
+    pace = result.asset_materializations_for_node("v_sales_pace")[0].metadata["preview"].value
+    top = [line for line in pace.splitlines() if line.startswith("| ")][1]
+    assert top.split(" | ")[2] == str(max(shows.values()))
+
+
 def test_day_by_day_ends_in_the_same_facts_as_the_range_backfill(warehouse, tmp_path):
     """The schedule's way (one partition per run) and the backfill's way (one run over the range)."""
     from qtickets_assets.warehouse.io_manager import ClickHouseIOManager
