@@ -117,7 +117,7 @@ class HookSender:
                  hook.attempts)
         return False
 
-    def run(self, stop: threading.Event, every_s: float = 5.0) -> None:
+    def run(self, stop: threading.Event, every_s: float = 2.0) -> None:
         """Tick every `every_s` seconds until `stop` is set (a daemon thread's target)."""
         while not stop.wait(every_s):
             try:
@@ -126,7 +126,7 @@ class HookSender:
                 log.exception("sandbox webhooks: tick failed")
 
 
-def start_sender(sandbox: Sandbox, url: str, secret: str, every_s: float = 5.0) -> threading.Event:
+def start_sender(sandbox: Sandbox, url: str, secret: str, every_s: float = 2.0) -> threading.Event:
     """Post the sandbox's changes from a daemon thread; set the returned event to stop it."""
     stop = threading.Event()
     sender = HookSender(sandbox, url, secret)

@@ -34,7 +34,7 @@ webhook_job = dg.define_asset_job(
 
 
 @dg.sensor(
-    name="pending_webhooks", job=webhook_job, minimum_interval_seconds=10,
+    name="pending_webhooks", job=webhook_job, minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Order ids received by `qtickets-assets serve` -> one run that applies them (within ~30 s).",
 )
