@@ -142,6 +142,15 @@ class RunRetryBudget(RetryBudget):
                 db.execute("ROLLBACK")
                 raise
 
-    def spend(self, lost_s: float, delay: float) -> bool:
-        with self._shared():
-            return super().spend(lost_s, delay)
+
+def _on_shared_state(method):
+    def shared(self: RunRetryBudget, *args, **kwargs):
+        with self._shared():  # noqa: SLF001
+            return method(self, *args, **kwargs)
+    return shared
+
+
+# Every public method of RetryBudget (spend, and whatever else changes its state) runs on the run's row.
+for _name, _method in list(vars(RetryBudget).items()):
+    if callable(_method) and not _name.startswith("_"):
+        setattr(RunRetryBudget, _name, _on_shared_state(_method))
