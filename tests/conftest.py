@@ -15,10 +15,15 @@ os.environ.setdefault("QTICKETS_DATA_DIR", "/tmp/qtickets-assets-tests-unused")
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
+from qtickets_assets.cli import stop_on_sigterm  # noqa: E402
 from qtickets_assets.qtickets.resource import QTicketsResource  # noqa: E402
 from qtickets_assets.warehouse.io_manager import ClickHouseIOManager  # noqa: E402
 from qtickets_assets.warehouse.resource import ClickHouseResource  # noqa: E402
 from tests.builders import AS_OF, MSK, OPENED_ON  # noqa: E402
+
+# Started in the background (`setsid bash .ci/run &`) the suite inherits an ignored SIGINT, passes it to the
+# processes it starts, and Dagster's in-process runs copy it to SIGTERM: restore both, as the CLI does.
+stop_on_sigterm()
 
 
 @pytest.fixture
