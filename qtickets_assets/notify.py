@@ -37,7 +37,7 @@ ICONS = {"critical": "🔴", "warning": "🟠", "ok": "🟢", "info": "ℹ️"}
 
 
 class NotifyError(RuntimeError):
-    """Every configured backend failed to deliver an alert."""
+    """A backend did not accept an alert (the message names the backend, never its URL)."""
 
 
 @dataclass(frozen=True)
@@ -120,22 +120,6 @@ class Notifier(dg.ConfigurableResource):
             raise NotifyError(f"{backend}: HTTP {error.response.status_code}") from None
         except httpx.HTTPError as error:  # str(error) may hold the URL
             raise NotifyError(f"{backend}: {type(error).__name__}") from None
-
-    def send(self, alert: Alert) -> list[str]:
-        """Deliver to every backend at once, without an outbox; returns the ones that accepted it. Raises
-        NotifyError only when backends are configured and all of them failed."""
-        if not self.backends():
-            log.warning("no alert backend configured (ALERT_* settings); alert: %s", alert.plain())
-            return []
-        with ThreadPoolExecutor(len(self.backends())) as pool:
-            futures = {backend: pool.submit(self.deliver, backend, alert) for backend in self.backends()}
-        failures = [str(future.exception()) for future in futures.values() if future.exception()]
-        delivered = [backend for backend, future in futures.items() if not future.exception()]
-        if failures:
-            log.warning("alert %r not delivered to %s", alert.title, ", ".join(failures))
-        if failures and not delivered:
-            raise NotifyError("alert not delivered: " + "; ".join(failures))
-        return delivered
 
     def secrets(self) -> tuple[str, ...]:
         return (self.webhook_url, self.telegram_bot_token, self.slack_webhook_url)

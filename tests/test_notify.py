@@ -22,7 +22,7 @@ ALERT = Alert(kind="freshness", severity="critical", title="fact_qtickets_sales_
 @respx.mock
 def test_generic_webhook_gets_the_alert_as_json():
     route = respx.post(WEBHOOK).respond(204)
-    assert Notifier(webhook_url=WEBHOOK).send(ALERT) == ["webhook"]
+    Notifier(webhook_url=WEBHOOK).deliver("webhook", ALERT)
     body = json.loads(route.calls.last.request.content)
     assert body["source"] == "qtickets-assets"
     assert (body["kind"], body["severity"], body["title"]) == ("freshness", "critical", ALERT.title)
@@ -32,7 +32,7 @@ def test_generic_webhook_gets_the_alert_as_json():
 @respx.mock
 def test_telegram_bot_sends_plain_text_to_the_chat():
     route = respx.post(TELEGRAM).respond(200, json={"ok": True})
-    assert Notifier(telegram_bot_token=BOT_TOKEN, telegram_chat_id="-100200").send(ALERT) == ["telegram"]
+    Notifier(telegram_bot_token=BOT_TOKEN, telegram_chat_id="-100200").deliver("telegram", ALERT)
     body = json.loads(route.calls.last.request.content)
     assert body["chat_id"] == "-100200"
     first, second = body["text"].splitlines()[:2]
@@ -43,38 +43,44 @@ def test_telegram_bot_sends_plain_text_to_the_chat():
 @respx.mock
 def test_slack_webhook_gets_text():
     route = respx.post(SLACK).respond(200, text="ok")
-    assert Notifier(slack_webhook_url=SLACK).send(ALERT) == ["slack"]
+    Notifier(slack_webhook_url=SLACK).deliver("slack", ALERT)
     assert json.loads(route.calls.last.request.content)["text"] == ALERT.plain()
 
 
 @respx.mock
-def test_one_failing_backend_does_not_stop_the_others_and_leaks_no_secret(caplog):
+def test_one_failing_backend_does_not_stop_the_others_and_leaks_no_secret(tmp_path, caplog):
     respx.post(WEBHOOK).respond(200)
     respx.post(TELEGRAM).respond(401, json={"ok": False})
     slack = respx.post(SLACK).mock(side_effect=httpx.ConnectError(f"cannot reach {SLACK}"))
     notifier = Notifier(webhook_url=WEBHOOK, telegram_bot_token=BOT_TOKEN, telegram_chat_id="1",
                         slack_webhook_url=SLACK)
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    outbox.put("a", ALERT, notifier.backends())
     with caplog.at_level(logging.WARNING):
-        assert notifier.send(ALERT) == ["webhook"]
-    assert slack.called
+        result = outbox.deliver(notifier)
+    assert slack.called and result.delivered == [f"webhook: {ALERT.title}"]
+    assert sorted(outbox.pending()) == [("a", "slack"), ("a", "telegram")]
     assert "telegram: HTTP 401" in caplog.text and "slack: ConnectError" in caplog.text
     assert BOT_TOKEN not in caplog.text and SLACK not in caplog.text and WEBHOOK not in caplog.text
+    assert "telegram: HTTP 401" in result.summary() and SLACK not in result.summary()
 
 
 @respx.mock
-def test_all_backends_failing_raises_without_the_url():
+def test_a_refused_alert_names_the_backend_without_the_url():
     respx.post(TELEGRAM).respond(502)
     with pytest.raises(NotifyError) as error:
-        Notifier(telegram_bot_token=BOT_TOKEN, telegram_chat_id="1").send(ALERT)
-    assert str(error.value) == "alert not delivered: telegram: HTTP 502"
+        Notifier(telegram_bot_token=BOT_TOKEN, telegram_chat_id="1").deliver("telegram", ALERT)
+    assert str(error.value) == "telegram: HTTP 502"
 
 
 @respx.mock
-def test_unconfigured_notifier_sends_nothing_and_logs(caplog):
+def test_unconfigured_notifier_sends_nothing_and_logs(tmp_path, caplog):
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
     with caplog.at_level(logging.WARNING):
-        assert Notifier().send(ALERT) == []
+        outbox.put("a", ALERT, Notifier().backends())
+        assert outbox.deliver(Notifier()).delivered == []
     assert "no alert backend configured" in caplog.text and ALERT.title in caplog.text
-    assert not respx.calls
+    assert not respx.calls and outbox.pending() == []
 
 
 def test_telegram_needs_a_chat_id_to_count_as_configured():
