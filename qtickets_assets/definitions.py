@@ -31,6 +31,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
         compress=settings.clickhouse_compress,
         connect_timeout_s=settings.clickhouse_connect_timeout_s,
         send_receive_timeout_s=settings.clickhouse_send_receive_timeout_s,
+        max_delete_share=settings.qtickets_max_delete_share,
+        max_delete_floor=settings.qtickets_max_delete_floor,
     )
     qtickets = QTicketsResource(
         base_url=str(settings.qtickets_api_base_url or ""),

@@ -66,6 +66,14 @@ class Settings(BaseSettings):
         300, ge=1, description="Server mode: HTTP read timeout of one request (long INSERT ... SELECT)."
     )
 
+    qtickets_max_delete_share: float = Field(
+        0.5, gt=0, le=1, description="A write may remove at most this share of the live rows of its scope "
+        "(never all of them); more fails the step unless the run has the tag qtickets/allow_mass_delete=true."
+    )
+    qtickets_max_delete_floor: int = Field(
+        20, ge=0, description="Scopes with fewer live rows than this are not guarded (tiny tables)."
+    )
+
     # Operations (automation.py, notify.py): alert backends are all optional; URLs and tokens are secrets.
     alert_webhook_url: SecretStr | None = Field(None, description="Generic JSON webhook for alerts.")
     alert_telegram_bot_token: SecretStr | None = Field(None, description="Telegram bot token for alerts.")

@@ -1,9 +1,9 @@
 """Marts computed inside ClickHouse from staging (read with FINAL): no warehouse data goes through Python.
 
 Each asset replaces its scope with a fresh computation (`rebuild`: new `_ver`, tombstones for keys that
-vanished), so re-materializing gives exactly what a first materialization gives. A mart is defined twice
-only: its table in the migrations (columns, sorting key = business key) and its SELECT here, whose
-result columns name the table's columns they fill.
+vanished, within the resource's mass-deletion guard), so re-materializing gives exactly what a first
+materialization gives. A mart is defined twice only: its table in the migrations (columns, sorting key =
+business key) and its SELECT here, whose result columns name the table's columns they fill.
 """
 
 from datetime import date
@@ -129,7 +129,8 @@ def fact_qtickets_sales_daily(context: dg.AssetExecutionContext, clickhouse: Cli
     with clickhouse.get_client() as client:
         marks = sales_days.marked(client)
         metadata = rebuild(
-            client, "fact_qtickets_sales_daily", SALES_DAILY, where=SALES_DATES, parameters=params
+            client, "fact_qtickets_sales_daily", SALES_DAILY, where=SALES_DATES, parameters=params,
+            guard=clickhouse.delete_guard("fact_qtickets_sales_daily", context.run.tags),
         )
         days = daily_counts(client, "fact_qtickets_sales_daily", "sales_date", SALES_DATES, params,
                             metadata["clickhouse/version"])
@@ -190,10 +191,11 @@ def _rebuild_marked_days(context: dg.AssetExecutionContext, client, marks: dict[
     kinds={"clickhouse", "sql"},
     pool="dim_events",
 )
-def dim_events(clickhouse: ClickHouseResource) -> dg.MaterializeResult:
+def dim_events(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource) -> dg.MaterializeResult:
     """Events and their shows: name, city and its time zone, venue, show times, active/deleted flags."""
     with clickhouse.get_client() as client:
-        metadata = rebuild(client, "dim_events", DIM_EVENTS)
+        metadata = rebuild(client, "dim_events", DIM_EVENTS,
+                           guard=clickhouse.delete_guard("dim_events", context.run.tags))
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -203,9 +205,12 @@ def dim_events(clickhouse: ClickHouseResource) -> dg.MaterializeResult:
     kinds={"clickhouse", "sql"},
     pool="fact_qtickets_inventory_latest",
 )
-def fact_qtickets_inventory_latest(clickhouse: ClickHouseResource) -> dg.MaterializeResult:
+def fact_qtickets_inventory_latest(
+    context: dg.AssetExecutionContext, clickhouse: ClickHouseResource
+) -> dg.MaterializeResult:
     """Latest capacity, free and sold seats per show (each physical seat counted once); a show that has
     started keeps its last snapshot, flagged `is_final`."""
     with clickhouse.get_client() as client:
-        metadata = rebuild(client, "fact_qtickets_inventory_latest", INVENTORY_LATEST)
+        metadata = rebuild(client, "fact_qtickets_inventory_latest", INVENTORY_LATEST,
+                           guard=clickhouse.delete_guard("fact_qtickets_inventory_latest", context.run.tags))
     return dg.MaterializeResult(metadata=metadata)

@@ -3,7 +3,8 @@
 - List endpoints take a JSON body on GET (`where`, `orderBy`, `page`, `perPage`, `select`). The page size
   the server really used is read back from `paging.perPage`; paging stops on `page * perPage >= total`
   or an empty page. Pages are yielded lazily, optionally fetched a few at a time (bounded concurrency).
-- Filters are re-applied on the client: the server silently ignores what it does not understand.
+- Filters are re-applied on the client (the server silently ignores what it does not understand), on the
+  parsed records: a value that does not parse fails the read; nothing is dropped on unparsed text.
 - Retries: 429 (`Retry-After`, else exponential backoff with jitter), 502/504, connect errors, timeouts,
   truncated JSON and HTML error pages; 503 at most twice (it is deterministic for a bad request);
   401/403 never. Every retry, and the time it costs, is charged to a `RetryBudget` shared by the
@@ -34,8 +35,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 
-from .models import Event, Model, Order, RecordError, SeatRow, Show, parse
-from .query import matches, select_tree, selected_only
+from .models import Event, Model, Order, Record, RecordError, SeatRow, Show, parse
+from .query import TIMESTAMP, dig, matches, parse_instant, select_tree, selected_only
 
 log = logging.getLogger(__name__)
 MSK = ZoneInfo("Europe/Moscow")
@@ -342,20 +343,18 @@ class QTicketsClient:
             if pool:
                 pool.shutdown(wait=True, cancel_futures=True)
 
-    def rows(self, path: str, body: dict[str, Any] | None = None) -> Iterator[tuple[Page, dict[str, Any]]]:
-        """Rows of every page that satisfy `where` (re-checked here), with the page they came in."""
-        where = (body or {}).get("where") or []
-        for page in self.pages(path, body):
-            kept = [row for row in page.rows
-                    if matches(row, [c for c in where if _present(row, c["column"])])]
-            if page.number == 1 and len(kept) < len(page.rows) and (page.total or 0) > self.unfiltered_limit:
-                # A server that ignores `where` would make every run read the whole history: stop.
-                raise QTicketsError(
-                    f"GET {path}: the server ignored `where` ({len(page.rows) - len(kept)} of "
-                    f"{len(page.rows)} rows on page 1 fail it) and offers all {page.total} rows; "
-                    "not reading them (check the filter format, qtickets_api.md §2.2)", path=path)
-            for row in kept:
-                yield page, row
+    def _keep_matching(self, path: str, page: Page, records: list[M], where: list[dict[str, Any]]) -> list[M]:
+        """The parsed records of a page that satisfy `where`, re-checked here on the PARSED values: a value
+        the models could not parse has already failed the read, so nothing is dropped on raw text."""
+        conditions = [{**c, "value": _literal(c.get("value"))} for c in where]
+        kept = [record for record in records if matches(_fields(record, where), conditions)]
+        if page.number == 1 and len(kept) < len(records) and (page.total or 0) > self.unfiltered_limit:
+            # A server that ignores `where` would make every run read the whole history: stop.
+            raise QTicketsError(
+                f"GET {path}: the server ignored `where` ({len(records) - len(kept)} of "
+                f"{len(records)} rows on page 1 fail it) and offers all {page.total} rows; "
+                "not reading them (check the filter format, qtickets_api.md §2.2)", path=path)
+        return kept
 
     def _parse(self, model: type[M], row: Any, path: str, page: Page | None = None,
                payload: dict[str, Any] | None = None) -> M:
@@ -382,12 +381,14 @@ class QTicketsClient:
 
     def orders(self, where: list[dict[str, Any]] | None = None) -> Iterator[Order]:
         """Orders matching `where`, id ascending (stable while new orders arrive), each id once."""
+        where = where or []
         seen: set[int] = set()
-        for page, row in self.rows("orders", {"where": where or [], "orderBy": {"id": "asc"}}):
-            order = self._parse(Order, row, "orders", page)
-            if order.id not in seen:  # a row pushed across a page boundary while we read
-                seen.add(order.id)
-                yield order
+        for page in self.pages("orders", {"where": where, "orderBy": {"id": "asc"}}):
+            parsed = [self._parse(Order, row, "orders", page) for row in page.rows]
+            for order in self._keep_matching("orders", page, parsed, where):
+                if order.id not in seen:  # a row pushed across a page boundary while we read
+                    seen.add(order.id)
+                    yield order
 
     def orders_between(self, column: str, start: datetime, end: datetime,
                        created_before: datetime | None = None) -> Iterator[Order]:
@@ -485,11 +486,17 @@ def _chain(first: Page, rest: Iterator[Page]) -> Iterator[Page]:
     yield from rest
 
 
-def _present(row: Any, column: str) -> bool:
-    """Whether a dotted column is in the row at all (a `select` may have trimmed it)."""
-    value = row
-    for part in column.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return False
-        value = value[part]
-    return True
+def _fields(record: Record, where: list[dict[str, Any]]) -> dict[str, Any]:
+    """The values `where` tests: parsed model fields; other (dotted) columns from the raw record."""
+    fields = type(record).model_fields
+    return {c["column"]: getattr(record, c["column"]) if c["column"] in fields
+            else dig(record.raw, c["column"]) for c in where}
+
+
+def _literal(value: Any) -> Any:
+    """A where-literal as the parsed fields hold it: timestamps as aware datetimes (Moscow wall time)."""
+    if isinstance(value, str) and TIMESTAMP.match(value):
+        return parse_instant(value)
+    if isinstance(value, list):
+        return [_literal(item) for item in value]
+    return value

@@ -2,12 +2,15 @@
 
 Unknown fields are accepted and kept in the raw JSON (`.raw` of a top-level record), which travels
 alongside into staging.
-Quirks are normalised here, once: `[]` for an empty map, `""` for null, integer money, 0/1 booleans,
-and every timestamp must carry an offset (a naive one would be read as UTC downstream).
+Quirks are normalised here, once: `[]` for an empty map, `""` for null, integer money, 0/1 booleans.
+What cannot be read is an error naming the record and the field, never a guess or a drop: a timestamp
+must be ISO text with an offset (a naive one would be read as UTC downstream), a basket's price must be
+there, ids and counters must fit the warehouse's unsigned columns.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
@@ -21,6 +24,18 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
 )
+
+_ISO = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d")
+
+
+def _iso_text(value: Any) -> Any:
+    # The API writes instants as ISO 8601 text with an offset (qtickets_api.md §10). Anything else (another
+    # date format, an epoch number that pydantic would read as UTC) is an error, never a guess.
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO.match(value):
+        raise ValueError("expected an ISO 8601 timestamp with a UTC offset, e.g. 2026-11-28T02:44:22+03:00")
+    return value
 
 
 def _aware(value: datetime) -> datetime:
@@ -38,15 +53,21 @@ def _empty_to_none(value: Any) -> Any:
 
 
 def _money(value: Any) -> Any:
-    if value is None or value == "":
-        return Decimal(0)
-    if isinstance(value, float):
-        return Decimal(str(value))
-    return value
+    return Decimal(str(value)) if isinstance(value, float) else value
 
 
-Instant = Annotated[datetime, AfterValidator(_aware)]
+def _money_or_zero(value: Any) -> Any:
+    return Decimal(0) if value is None or value == "" else _money(value)
+
+
+Instant = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_aware)]
+# A price the BI numbers are built from must be there: absent or null is an error, not a free ticket.
 Money = Annotated[Decimal, BeforeValidator(_money)]
+# Amounts the contract documents as nullable (discount, refund) or that no number is built from.
+MoneyOrZero = Annotated[Decimal, BeforeValidator(_money_or_zero)]
+# The warehouse's column types: a value out of range is the record's error, not the insert's struct.error.
+Id = Annotated[int, Field(ge=0, le=2**64 - 1)]
+Count = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Map = Annotated[dict[str, Any], BeforeValidator(_empty_map)]
 Text = Annotated[str | None, BeforeValidator(_empty_to_none)]
 
@@ -81,37 +102,37 @@ M = TypeVar("M", bound=Model)
 
 
 class Basket(Model):
-    id: int
-    show_id: int
+    id: Id
+    show_id: Id
     seat_id: str | None = None
     seat_name: str | None = None
     barcode: str | None = None
     multiprice_code: str | None = None
-    quantity: int = 1
-    price: Money = Decimal(0)
-    original_price: Money = Decimal(0)
-    discount_value: Money = Decimal(0)
+    quantity: Count = 1
+    price: Money
+    original_price: MoneyOrZero = Decimal(0)
+    discount_value: MoneyOrZero = Decimal(0)
     created_at: Instant | None = None
     updated_at: Instant | None = None
     deleted_at: Instant | None = None
     checked_at: Instant | None = None
     refunded_at: Instant | None = None
-    refunded_amount: Money = Decimal(0)
+    refunded_amount: MoneyOrZero = Decimal(0)
 
 
 class Order(Record):
-    id: int
+    id: Id
     uniqid: str = ""
-    event_id: int
+    event_id: Id
     payed: Flag = False
     payed_at: Instant | None = None
     created_at: Instant
     updated_at: Instant
     deleted_at: Instant | None = None
-    client_id: int | None = None
+    client_id: Id | None = None
     currency_id: str = "RUB"
     payment_type_id: Annotated[str, BeforeValidator(lambda v: "" if v is None else str(v))] = ""
-    price: Money = Decimal(0)
+    price: MoneyOrZero = Decimal(0)  # the order total; the facts sum basket prices
     utm: Map = Field(default_factory=dict)
     custom: Text = None
     fields: Map = Field(default_factory=dict)
@@ -126,7 +147,7 @@ class City(Model):
 
 
 class Show(Model):
-    id: int
+    id: Id
     is_active: Flag = True
     start_date: Instant | None = None
     finish_date: Instant | None = None
@@ -134,7 +155,7 @@ class Show(Model):
 
 
 class Event(Record):
-    id: int
+    id: Id
     name: str = ""
     is_active: Flag = True
     place_name: str | None = None
@@ -152,12 +173,12 @@ class SeatRow(Record):
     root_id: str
     zone_root_id: str | None = None
     admission: Flag = False
-    max_quantity: int
-    free_quantity: int
-    ordered_quantity: int
-    payed_quantity: int
-    in_basket_quantity: int
-    price: Money = Decimal(0)
+    max_quantity: Count
+    free_quantity: Count
+    ordered_quantity: Count
+    payed_quantity: Count
+    in_basket_quantity: Count
+    price: MoneyOrZero = Decimal(0)
     multiprice_code: Text = None
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 MSK = ZoneInfo("Europe/Moscow")
-_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[ T]\d")
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[ T]\d")
 OPERATORS = ("=", "!=", "<", ">", "<=", ">=", "in", "not in", "null", "not null")
 
 
@@ -26,7 +26,7 @@ def parse_instant(value: str) -> datetime:
 def _comparable(actual: Any, expected: Any) -> tuple[Any, Any]:
     if isinstance(actual, datetime) and isinstance(expected, str):
         return actual, parse_instant(expected)
-    if isinstance(actual, str) and isinstance(expected, str) and _TIMESTAMP.match(actual):
+    if isinstance(actual, str) and isinstance(expected, str) and TIMESTAMP.match(actual):
         return parse_instant(actual), parse_instant(expected)
     if isinstance(actual, bool):
         return int(actual), int(expected) if expected is not None else None

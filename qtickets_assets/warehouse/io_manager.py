@@ -2,7 +2,8 @@
 
 An asset returns `Rows` (columnar data), or a `RowStream` of `Rows` chunks so a long backfill runs
 in flat memory. The table is the asset key's last part. Each write inserts its chunks as Arrow
-batches with `async_insert=0`, then tombstones the live rows of its scope that it did not rewrite.
+batches with `async_insert=0`, then tombstones the live rows of its scope that it did not rewrite, unless
+that would remove more of the scope than the resource's guard allows (the step fails instead).
 
 The scope comes from asset metadata: the partition's Moscow time window on `clickhouse/window_column`,
 or the whole table when it is not partitioned (full snapshots such as events and inventory), narrowed by
@@ -85,7 +86,9 @@ class ClickHouseIOManager(dg.ConfigurableIOManager):
             if isinstance(obj, Rows) and obj.scope is not None:
                 narrower, extra = obj.scope
                 where, parameters = f"({where}) AND ({narrower})", {**parameters, **extra}
-            tombstoned = tombstone_stale(client, table, where, parameters, version)
+            guard = self.clickhouse.delete_guard(context.asset_key.to_user_string(),
+                                                 context.step_context.dagster_run.tags)
+            tombstoned = tombstone_stale(client, table, where, parameters, version, guard=guard)
             days = (daily_counts(client, table, metadata[WINDOW_COLUMN], where, parameters, version)
                     if window is not None else {})
         context.add_output_metadata(

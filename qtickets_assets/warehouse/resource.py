@@ -1,7 +1,7 @@
 """The ClickHouse resource: one DSN, either engine, schema brought up to date on first use."""
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import dagster as dg
@@ -10,6 +10,7 @@ from pydantic import Field
 
 from .engine import open_client, redact
 from .migrations import migrate
+from .writes import ALLOW_MASS_DELETE, DeleteGuard
 
 _migrated: set[tuple[str, str]] = set()  # (dsn, database) already migrated by this process
 _migrate_mutex = threading.Lock()
@@ -27,10 +28,19 @@ class ClickHouseResource(dg.ConfigurableResource):
     # Whole seconds: clickhouse-connect truncates timeouts to int (0.5 would become an invalid 0).
     connect_timeout_s: int = Field(10, ge=1, description="Server mode: HTTP connect timeout.")
     send_receive_timeout_s: int = Field(300, ge=1, description="Server mode: HTTP read timeout per request.")
+    max_delete_share: float = Field(0.5, gt=0, le=1, description="A write may remove at most this share of "
+                                    "its scope's live rows (never all), unless the run is tagged "
+                                    f"{ALLOW_MASS_DELETE}=true.")
+    max_delete_floor: int = Field(20, ge=0, description="Scopes with fewer live rows are not guarded.")
 
     @property
     def embedded(self) -> bool:
         return self.dsn.startswith("chdb://")
+
+    def delete_guard(self, asset: str, run_tags: Mapping[str, str]) -> DeleteGuard:
+        """The mass-deletion guard of one write of `asset` in a run with `run_tags`."""
+        allowed = run_tags.get(ALLOW_MASS_DELETE, "").strip().lower() == "true"
+        return DeleteGuard(asset, self.max_delete_share, self.max_delete_floor, allowed)
 
     @property
     def display_dsn(self) -> str:

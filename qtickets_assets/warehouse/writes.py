@@ -3,7 +3,8 @@
 Every write stamps one `_ver` (increasing) and `_loaded_at`; ClickHouse adds `_dedup_key` (a hash of the
 business key only: the column's DEFAULT). Rows travel as Arrow batches. Rows of the write's scope that the
 write did not produce get a tombstone (`_deleted = 1`, same `_ver`), so re-running a write leaves exactly
-a fresh computation. Staging rows come from Python
+a fresh computation. A `DeleteGuard` stops a write that would remove too much of its scope before any
+tombstone is written. Staging rows come from Python
 (`Rows`, `RowStream`, `stamp`); marts are computed inside ClickHouse (`rebuild`).
 """
 
@@ -129,13 +130,52 @@ def daily_counts(
     return counts
 
 
-def tombstone_stale(client: Client, table: str, where: str, parameters: dict[str, Any], version: int) -> int:
-    """Write a tombstone (same `_ver`) for every live row in scope older than `version`; returns how many."""
+ALLOW_MASS_DELETE = "qtickets/allow_mass_delete"  # run tag: "true" lets a write remove any share of its scope
+
+
+class MassDeleteError(RuntimeError):
+    """A write would remove more of its scope than the guard allows; nothing was removed."""
+
+
+@dataclass(frozen=True)
+class DeleteGuard:
+    """How much of its scope's live rows one write may remove (ARCHITECTURE §5): an empty or shrunken
+    answer fails the step, before any tombstone, instead of emptying a dashboard.
+
+    A write may remove at most `max_share` of the live rows, never all of them, unless the scope holds
+    fewer than `floor` live rows (tiny tables and new accounts) or the run carries `ALLOW_MASS_DELETE`."""
+
+    asset: str
+    max_share: float = 0.5
+    floor: int = 20
+    allowed: bool = False
+
+    def check(self, live: int, removing: int) -> None:
+        if self.allowed or removing == 0 or live < self.floor:
+            return
+        if removing > self.max_share * live or removing >= live:
+            raise MassDeleteError(
+                f"{self.asset}: this write would remove {removing} of the {live} live rows of its scope "
+                f"(more than {self.max_share:.0%}, QTICKETS_MAX_DELETE_SHARE); nothing was removed. If the "
+                f"source really dropped them, run again with the tag {ALLOW_MASS_DELETE}=true."
+            )
+
+
+def tombstone_stale(client: Client, table: str, where: str, parameters: dict[str, Any], version: int, *,
+                    guard: DeleteGuard) -> int:
+    """Write a tombstone (same `_ver`) for every live row in scope older than `version`; returns how many.
+    First `guard` checks that count against the live rows the scope held before the write `version`."""
     table = identifier(table)
     stale = f"SELECT * FROM {table} FINAL WHERE ({where}) AND _ver < {{version:UInt64}}"
     parameters = {**parameters, "version": version}
     count = client.query(f"SELECT count() FROM ({stale})", parameters=parameters).result_rows[0][0]
     if count:
+        # The scope as it was before this write: per key, its newest row older than `version` is live.
+        before = (f"SELECT argMax(_deleted, _ver) AS deleted FROM {table} "
+                  f"WHERE ({where}) AND _ver < {{version:UInt64}} GROUP BY _dedup_key")
+        live = client.query(f"SELECT countIf(deleted = 0) FROM ({before})",
+                            parameters=parameters).result_rows[0][0]
+        guard.check(live, count)
         # The subquery keeps `_ver` in WHERE from resolving to the REPLACE alias.
         client.command(
             f"INSERT INTO {table} SELECT * REPLACE ({{version:UInt64}} AS _ver, 1 AS _deleted, "
@@ -156,6 +196,7 @@ def rebuild(
     table: str,
     select: str,
     *,
+    guard: DeleteGuard,
     where: str = "1",
     parameters: dict[str, Any] | None = None,
 ) -> dict[str, int]:
@@ -163,7 +204,7 @@ def rebuild(
 
     `select` yields business columns of `table` by name (the column list is its result's). Its rows get
     one new `_ver` and `_dedup_key = cityHash64(<the table's sorting key>)`; live rows in scope that it
-    no longer produces become tombstones."""
+    no longer produces become tombstones, within what `guard` allows."""
     table = identifier(table)
     names = ", ".join(identifier(c) for c in select_columns(client, select, parameters))
     key_sql = ", ".join(identifier(c) for c in schema.table(table).order_by)
@@ -175,7 +216,7 @@ def rebuild(
         parameters=parameters,
         settings=INSERT_SETTINGS,
     )
-    tombstoned = tombstone_stale(client, table, where, parameters, version)
+    tombstoned = tombstone_stale(client, table, where, parameters, version, guard=guard)
     rows = client.query(
         f"SELECT count() FROM {table} FINAL WHERE _ver = {{version:UInt64}}", parameters=parameters
     ).result_rows[0][0]

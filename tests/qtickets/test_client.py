@@ -414,3 +414,39 @@ def test_orders_by_ids_and_after(api, respx_mock):
         "data": served, "paging": {"perPage": 4, "currentPage": 1, "total": 4}})
     assert [o.id for o in api.orders_by_ids([9, 5])] == [5, 9]
     assert [o.id for o in api.orders_after(5)] == [8, 9]
+
+
+# -- values the client cannot parse: errors, never drops (issue 11, item 1) ---------------------------
+
+
+def test_a_date_in_another_format_fails_the_read_naming_the_record_instead_of_dropping_it(
+        respx_mock, tmp_path, sleeps):
+    # A server (or a proxy) that answers the window with dates the contract does not allow: the client must
+    # not compare the raw text with its window and silently drop every order.
+    rows = [order(1, "28.11.2026 02:44:22"), order(2, "28.11.2026 02:50:00")]
+    respx_mock.get(BASE + "orders").mock(side_effect=paged([(rows, 2, 2)]))
+    day = datetime(2026, 11, 28, tzinfo=MSK)
+    with QTicketsClient(BASE, TOKEN, sleep=sleeps, per_page=2, rejects_dir=tmp_path / "rejects") as api, \
+            pytest.raises(RecordError) as raised:
+        list(api.orders_between("created_at", day, day + timedelta(days=1)))
+    message = str(raised.value)
+    assert "Order id=1" in message and "created_at" in message
+    kept = list((tmp_path / "rejects").glob("*.json"))
+    assert len(kept) == 1 and str(kept[0]) in message
+
+
+def test_an_unpaid_order_without_created_at_is_an_error_not_a_drop(api, respx_mock):
+    # The contract says created_at is always set; staging places an order by it, so it cannot be kept.
+    unpaid = order(3, payed=0, payed_at=None, created_at=None)
+    respx_mock.get(BASE + "orders").mock(side_effect=paged([([order(2), unpaid], 2, 2)]))
+    day = datetime(2026, 11, 20, tzinfo=MSK)
+    with pytest.raises(RecordError, match=r"Order id=3: created_at"):
+        list(api.orders_between("created_at", day, day + timedelta(days=1)))
+
+
+def test_a_garbage_payment_date_fails_instead_of_losing_the_sale(api, respx_mock):
+    late = order(4, payed_at="вчера")
+    respx_mock.get(BASE + "orders").mock(side_effect=paged([([late], 1, 2)]))
+    day = datetime(2026, 11, 20, tzinfo=MSK)
+    with pytest.raises(RecordError, match=r"Order id=4: payed_at"):
+        list(api.orders_between("payed_at", day, day + timedelta(days=1)))

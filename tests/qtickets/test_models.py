@@ -111,3 +111,38 @@ def test_seat_row_from_the_documented_flat_answer():
     with pytest.raises(RecordError, match=r"SeatRow id=x: free_quantity: Field required"):
         parse(SeatRow, {"id": "x", "root_id": "x", "max_quantity": 1, "ordered_quantity": 0,
                         "payed_quantity": 0, "in_basket_quantity": 0})
+
+
+@pytest.mark.parametrize("value", ["28.11.2026 02:44:22", 1764287062, "1764287062", "2026-11-28", None])
+def test_a_timestamp_that_is_not_iso_text_with_an_offset_is_an_error(value):
+    # An epoch number would be read as UTC and a date alone as midnight: a guess; issue 11 item 1.
+    with pytest.raises(RecordError, match=r"Order id=1000001: created_at"):
+        parse(Order, {**ORDER, "created_at": value})
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"quantity": -1}, "quantity"), ({"quantity": 2**32}, "quantity"), ({"show_id": -5}, "show_id"),
+    ({"price": None}, "price"), ({"price": ""}, "price"),
+])
+def test_a_basket_value_the_warehouse_cannot_hold_names_the_order_and_field(change, field):
+    baskets = [{**ORDER["baskets"][0], **change}]
+    with pytest.raises(RecordError, match=rf"Order id=1000001: baskets\[id=12000001\]\.{field}"):
+        parse(Order, {**ORDER, "baskets": baskets})
+
+
+def test_a_basket_without_a_price_is_an_error_not_a_free_ticket():
+    basket = {k: v for k, v in ORDER["baskets"][0].items() if k != "price"}
+    with pytest.raises(RecordError, match=r"baskets\[id=12000001\]\.price: Field required"):
+        parse(Order, {**ORDER, "baskets": [basket]})
+
+
+def test_nullable_amounts_still_read_as_zero():
+    basket = {**ORDER["baskets"][0], "discount_value": None, "refunded_amount": None, "original_price": None}
+    parsed = parse(Order, {**ORDER, "baskets": [basket]}).baskets[0]
+    assert parsed.discount_value == parsed.refunded_amount == parsed.original_price == Decimal(0)
+
+
+def test_a_negative_seat_counter_is_an_error():
+    with pytest.raises(RecordError, match=r"SeatRow id=A-1;1: free_quantity"):
+        parse(SeatRow, {"id": "A-1;1", "root_id": "A-1;1", "max_quantity": 1, "free_quantity": -1,
+                        "ordered_quantity": 0, "payed_quantity": 0, "in_basket_quantity": 0})

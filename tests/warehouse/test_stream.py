@@ -5,7 +5,7 @@ import pytest
 
 from qtickets_assets.partitions import daily_partitions
 from qtickets_assets.transform import order_rows
-from qtickets_assets.warehouse.writes import RowStream
+from qtickets_assets.warehouse.writes import ALLOW_MASS_DELETE, RowStream
 from tests.builders import STAGING_METADATA, D, at, basket, order
 
 
@@ -32,9 +32,10 @@ def test_chunks_share_one_version_and_tombstone_only_after_the_last(resources, c
                             partition_key=D.isoformat())
     written = result.asset_materializations_for_node("stg_qtickets_api_orders_raw")[0].metadata
     assert written["dagster/row_count"].value == 120
-    # A smaller fresh computation: the 80 rows it no longer has become tombstones.
+    # A smaller fresh computation: the 80 rows it no longer has become tombstones (2/3 of the scope: a
+    # mass deletion, so the run says it means it).
     dg.materialize([staging_from(lambda: iter(three_chunks[:1]))], resources=resources,
-                   partition_key=D.isoformat())
+                   partition_key=D.isoformat(), tags={ALLOW_MASS_DELETE: "true"})
     with clickhouse.get_client() as client:
         live, versions = client.query(
             "SELECT count(), uniqExact(_ver) FROM stg_qtickets_api_orders_raw FINAL"
