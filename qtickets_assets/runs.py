@@ -168,9 +168,10 @@ record_sensors = [
 ]
 
 
-# A fact is as fresh as its newest row or the last ok run that materialized it (a run over days without
-# sales writes no row but did refresh the fact).
-LAST_ROW = "SELECT max(_loaded_at), count() FROM {table:Identifier}"
+# A fact is as fresh as its newest live row or the last ok run that materialized it (a run over days without
+# sales writes no row but did refresh the fact). A tombstone is not freshness: a run that emptied a fact
+# must not make it look healthy.
+LAST_ROW = "SELECT max(_loaded_at), count() FROM {table:Identifier} WHERE _deleted = 0"
 LAST_RUN = ("SELECT max(finished_at), count() FROM meta_job_runs FINAL "
             "WHERE status = 'ok' AND mapContains(rows, {table:String})")
 

@@ -119,6 +119,13 @@ def test_health_is_ok_after_a_load_and_fails_when_facts_are_old_or_missing(env, 
     sales = report["facts"]["fact_qtickets_sales_daily"]
     assert sales["fresh"] is False and 3 * 3600 - 60 < sales["age_s"] < 3 * 3600 + 60
 
+    # A fresh tombstone (a write that removed the row) does not make the fact fresh (issue 11 item 2).
+    with clickhouse.get_client() as client:
+        client.insert("fact_qtickets_sales_daily", [row[:8] + [datetime.now(UTC), 2, 1, 1]],
+                      column_names=[*columns, "_deleted"], settings={"async_insert": 0})
+    assert cli.main(["health"]) == 1
+    assert json.loads(capsys.readouterr().out)["facts"]["fact_qtickets_sales_daily"]["fresh"] is False
+
     # A run over days without sales writes no fact row, but it did refresh the facts.
     facts = {"fact_qtickets_sales_daily": 0, "fact_qtickets_inventory_latest": 0}
     recent = datetime.now(UTC) - timedelta(minutes=5)
