@@ -38,6 +38,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         base_url=str(settings.qtickets_api_base_url or ""),
         token=dg.EnvVar("QTICKETS_API_TOKEN") if not settings.uses_sandbox else "",
         concurrency=settings.qtickets_concurrency,
+        rejects_retention_days=settings.qtickets_rejects_retention_days,
         sandbox_seed=settings.qtickets_sandbox_seed,
         sandbox_opened_on=settings.qtickets_partitions_start.isoformat(),
         sandbox_orders_per_day=settings.qtickets_sandbox_orders_per_day,

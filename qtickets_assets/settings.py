@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         20, ge=0, description="Scopes with fewer live rows than this are not guarded (tiny tables)."
     )
 
+    qtickets_rejects_retention_days: float = Field(
+        14, gt=0, description="Raw pages kept for malformed records (buyers' data) are removed after this "
+        "many days, at the start of each run."
+    )
+
     # Operations (automation.py, notify.py): alert backends are all optional; URLs and tokens are secrets.
     alert_webhook_url: SecretStr | None = Field(None, description="Generic JSON webhook for alerts.")
     alert_telegram_bot_token: SecretStr | None = Field(None, description="Telegram bot token for alerts.")

@@ -8,9 +8,12 @@
 - Retries: 429 (`Retry-After`, else exponential backoff with jitter), 502/504, connect errors, timeouts,
   truncated JSON and HTML error pages; 503 at most twice (it is deterministic for a bad request);
   401/403 never. Every retry, and the time it costs, is charged to a `RetryBudget` shared by the
-  run's clients, so a dead API fails the run fast instead of hanging the schedule.
-- Errors name the path and never the token. A malformed record raises `RecordError` (record id and
-  field); the page it came in is written to `rejects_dir` and the error gives the file.
+  run's clients, which every answered request refills a little: a long run rides out a steady fault
+  rate, and a dead API fails the run fast instead of hanging the schedule.
+- Errors name the path and never the token, and describe an answer (status, size, the API's error text)
+  without quoting it: pages carry buyers' names, e-mails and phones. A malformed record raises
+  `RecordError` (record id and field); the page it came in is written to `rejects_dir` (owner-only, pruned
+  after a retention period) and the error gives the file.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import re
 import threading
@@ -74,32 +78,48 @@ class QTicketsNotFound(QTicketsError):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 6  # per request
-    budget: int = 30  # retries per client, i.e. per run
+    # Per request: at a 30% fault rate one request fails 8 times in a row with p = 0.3^8 = 7e-5; a dead
+    # API fails the first request after ~1 minute of backoff (0.5-1, 1-2, ... 15-30 s).
+    max_attempts: int = 8
+    budget: int = 30  # retries a run may spend in a row; each answered request earns some back
     max_503_retries: int = 2
     backoff_s: float = 1.0  # first backoff; doubles per attempt, with jitter
     backoff_max_s: float = 30.0
     retry_after_max_s: float = 120.0  # a longer Retry-After fails the run instead of parking it
-    max_lost_s: float = 300.0  # per budget: time spent in failed attempts and waits before retries
+    max_lost_s: float = 300.0  # likewise in seconds: failed attempts and waits before retries
+    earned_per_answer: float = 1.0  # retries an answered request pays back (up to `budget`)
+    earned_s_per_answer: float = 5.0  # seconds an answered request pays back (up to `max_lost_s`)
 
 
 class RetryBudget:
-    """What a run may still spend on retries. Clients of one run share one budget, so a dead API fails
-    the run after `budget` retries (or `max_lost_s` seconds) in total, however many calls it makes."""
+    """What a run may still spend on retries, shared by the run's clients. It grows with the work: every
+    answered request pays back `earned_per_answer` retries and `earned_s_per_answer` seconds, up to the
+    initial `budget` / `max_lost_s`. So a backfill of any length rides out a steady fault rate (at 30%
+    a request needs ~0.43 retries), while an API that answers too little drains it and fails the run
+    after `budget` retries (or `max_lost_s` seconds) more than it earned."""
 
     def __init__(self, policy: RetryPolicy):
         self.policy = policy
-        self.retries_left, self.lost_s = policy.budget, 0.0
+        self.retries_left, self.seconds_left = float(policy.budget), policy.max_lost_s
+        self.retries = 0  # spent in total, for reports and tests
         self._lock = threading.Lock()
+
+    def earn(self) -> None:
+        """A request was answered."""
+        with self._lock:
+            self.retries_left = min(self.policy.budget, self.retries_left + self.policy.earned_per_answer)
+            self.seconds_left = min(self.policy.max_lost_s,
+                                    self.seconds_left + self.policy.earned_s_per_answer)
 
     def spend(self, lost_s: float, delay: float) -> bool:
         """Charge one retry; False when the budget cannot pay for it."""
         with self._lock:
-            self.lost_s += lost_s
-            if self.retries_left <= 0 or self.lost_s + delay > self.policy.max_lost_s:
+            self.seconds_left -= lost_s
+            if self.retries_left < 1 or delay > self.seconds_left:
                 return False
             self.retries_left -= 1
-            self.lost_s += delay
+            self.seconds_left -= delay
+            self.retries += 1
             return True
 
 
@@ -116,6 +136,39 @@ class _Retry(Exception):
     def __init__(self, reason: str, delay: float | None = None, status: int | None = None, body: str = ""):
         self.reason, self.delay, self.status, self.body = reason, delay, status, body
         self.lost_s = 0.0
+
+
+_EMAIL = re.compile(r"[^\s\"'<>@]+@[^\s\"'<>@]+")
+_DIGITS = re.compile(r"\+?\d[\d ()-]{5,}\d")  # phones, card and document numbers
+
+
+def prune_rejects(rejects_dir: Path, keep_days: float, now: float | None = None) -> list[Path]:
+    """Remove kept pages older than `keep_days` (they hold buyers' data); returns what was removed."""
+    if not rejects_dir.is_dir():
+        return []
+    cutoff = (time.time() if now is None else now) - keep_days * 86_400
+    removed = []
+    for kept in rejects_dir.glob("*.json"):
+        if kept.stat().st_mtime < cutoff:
+            kept.unlink(missing_ok=True)
+            removed.append(kept)
+    return removed
+
+
+def describe(response: httpx.Response) -> str:
+    """What an error may say about an answer: its size and type, and the API's own short error text
+    (e-mails and long numbers masked). Never the body: a page of orders carries buyers' names, e-mails
+    and phones, and errors travel to logs, alerts and meta_job_runs."""
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip() or "no Content-Type"
+    text = f"{len(response.content)} bytes of {kind}"
+    try:
+        payload = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return text
+    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
+        said = " ".join(str(payload[k])[:120] for k in ("error", "code") if payload.get(k))
+        text += f": {_DIGITS.sub('***', _EMAIL.sub('***', said))}"
+    return text
 
 
 def wall_time(moment: datetime) -> str:
@@ -192,7 +245,9 @@ class QTicketsClient:
             attempt += 1
             started = time.monotonic()
             try:
-                return self._attempt(path, body)
+                payload = self._attempt(path, body)
+                self.budget.earn()
+                return payload
             except _Retry as retry:
                 retry.lost_s = time.monotonic() - started
                 if retry.status == 503:
@@ -218,36 +273,35 @@ class QTicketsClient:
             raise _Retry(f"transport error ({type(error).__name__}: {self._redact(str(error))})") from None
         status = response.status_code
 
-        def body(limit: int) -> str:  # only error paths decode and redact the body
-            return self._redact(response.text)[:limit]
+        def body() -> str:  # only error paths describe the body, and never quote it (buyers' data)
+            return self._redact(describe(response))
 
         if status in (401, 403):
             raise QTicketsAuthError(
                 f"GET {path}: HTTP {status}: the API rejected the token; check QTICKETS_API_TOKEN "
-                f"(not retried): {body(300)}", path=path, status=status)
+                f"(not retried): {body()}", path=path, status=status)
         content_type = response.headers.get("Content-Type", "")
         if "html" in content_type or response.content.lstrip()[:1] == b"<":
             if status == 404:  # the server's page for a route that does not exist
                 raise QTicketsError(f"GET {path}: HTTP 404 with an HTML page: no such API route",
                                     path=path, status=404)
-            raise _Retry(f"HTTP {status} with an HTML page instead of JSON", status=status, body=body(300))
+            raise _Retry(f"HTTP {status} with an HTML page instead of JSON", status=status, body=body())
         if status == 429:
             raise _Retry("HTTP 429 (rate limited)", self._retry_after(path, response), status)
         if status in (502, 504):
-            raise _Retry(f"HTTP {status}", status=status, body=body(300))
+            raise _Retry(f"HTTP {status}", status=status, body=body())
         if status == 503:
-            raise _Retry("HTTP 503", status=503, body=body(500))
+            raise _Retry("HTTP 503", status=503, body=body())
         if status == 404:
-            raise QTicketsNotFound(f"GET {path}: HTTP 404: {body(300)}", path=path, status=404)
+            raise QTicketsNotFound(f"GET {path}: HTTP 404: {body()}", path=path, status=404)
         if status != 200:
-            raise QTicketsError(f"GET {path}: HTTP {status}: {body(500)}", path=path, status=status)
+            raise QTicketsError(f"GET {path}: HTTP {status}: {body()}", path=path, status=status)
         try:
             payload = orjson.loads(response.content)
         except orjson.JSONDecodeError:
-            raise _Retry(f"invalid or truncated JSON ({len(response.content)} bytes)", status=status,
-                         body=body(300)) from None
+            raise _Retry("invalid or truncated JSON", status=status, body=body()) from None
         if not isinstance(payload, dict) or "data" not in payload:
-            raise QTicketsError(f"GET {path}: HTTP 200 without a `data` envelope: {body(300)}",
+            raise QTicketsError(f"GET {path}: HTTP 200 without a `data` envelope: {body()}",
                                 path=path, status=status)
         return payload
 
@@ -259,8 +313,9 @@ class QTicketsClient:
                                 path=path, status=retry.status)
         if not self.budget.spend(retry.lost_s, delay):
             raise QTicketsError(f"GET {path}: {retry.reason}{detail}; the run's retry budget "
-                                f"({self.retry.budget} retries, {self.retry.max_lost_s:.0f} s) is spent: "
-                                "the API looks down", path=path, status=retry.status)
+                                f"({self.retry.budget} retries, {self.retry.max_lost_s:.0f} s more than its "
+                                "answered requests earned) is spent: the API looks down",
+                                path=path, status=retry.status)
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.retry.backoff_max_s, self.retry.backoff_s * 2 ** (attempt - 1))
@@ -367,14 +422,16 @@ class QTicketsClient:
             raise error.kept_at(kept) from None
 
     def _keep_rejected(self, path: str, number: int | None, payload: Any) -> Path | None:
-        """Write the raw page of a malformed record where an operator can read it."""
+        """Write the raw page of a malformed record where an operator can read it: only the owner may, as
+        it holds buyers' data (and `prune_rejects` removes it after the retention period)."""
         if self.rejects_dir is None:
             return None
-        self.rejects_dir.mkdir(parents=True, exist_ok=True)
+        self.rejects_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         name = re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_") + (f"-page{number}" if number else "")
         target = self.rejects_dir / f"{stamp}-{name}.json"
-        target.write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")
+        with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as out:
+            json.dump(payload, out, ensure_ascii=False, indent=1)
         return target
 
     # -- orders -----------------------------------------------------------------------------------------

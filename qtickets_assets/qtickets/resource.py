@@ -18,7 +18,7 @@ from ..notify import sqlite_store
 from ..settings import get_settings
 from ..webhooks.drain import clear_applied, run_failed
 from ..webhooks.store import HookStore, Pending
-from .client import QTicketsClient, RetryBudget, RetryPolicy
+from .client import QTicketsClient, RetryBudget, RetryPolicy, prune_rejects
 
 if TYPE_CHECKING:
     from ..sandbox import Sandbox
@@ -32,6 +32,8 @@ class QTicketsResource(dg.ConfigurableResource):
     concurrency: int = Field(1, ge=1, le=8, description="Requests in flight; the vendor publishes no limits.")
     rejects_dir: str = Field("", description="Where raw pages with malformed records are kept; "
                                              "empty: <QTICKETS_DATA_DIR>/qtickets_rejects.")
+    rejects_retention_days: float = Field(14, gt=0, description="Kept pages (buyers' data) are removed "
+                                          "this many days after they were written, at each run's start.")
     sandbox_seed: int = 42
     sandbox_opened_on: str = "2026-10-01"
     sandbox_orders_per_day: int = 120
@@ -58,6 +60,14 @@ class QTicketsResource(dg.ConfigurableResource):
             self._budget = RunRetryBudget(RetryPolicy(), path, context.run.run_id)
         else:
             self._budget = RetryBudget(RetryPolicy())
+        removed = prune_rejects(self.rejects_path, self.rejects_retention_days)
+        if removed:
+            context.log.info(f"removed {len(removed)} kept pages older than {self.rejects_retention_days:g} "
+                             f"days from {self.rejects_path} (QTICKETS_REJECTS_RETENTION_DAYS)")
+
+    @property
+    def rejects_path(self) -> Path:
+        return Path(self.rejects_dir or get_settings().qtickets_data_dir / "qtickets_rejects")
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         # With the in-process executor resources are torn down once, at the run's end (runs.py).
@@ -97,9 +107,8 @@ class QTicketsResource(dg.ConfigurableResource):
 
     def get_client(self) -> QTicketsClient:
         """A client that spends the run's retry budget."""
-        rejects = Path(self.rejects_dir or get_settings().qtickets_data_dir / "qtickets_rejects")
         options = dict(timeout_s=self.timeout_s, per_page=self.per_page, concurrency=self.concurrency,
-                       rejects_dir=rejects, budget=self._budget)
+                       rejects_dir=self.rejects_path, budget=self._budget)
         if self.uses_sandbox:
             from ..sandbox import SANDBOX_BASE_URL, SANDBOX_TOKEN
 

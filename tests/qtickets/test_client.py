@@ -1,6 +1,8 @@
 """The QTickets client against respx: every retry and error path, and the paging edge cases."""
 
 import json
+import os
+import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -148,7 +150,7 @@ def test_html_404_names_the_path_and_is_not_retried(api, respx_mock):
 
 def test_html_200_that_persists_is_an_error_naming_the_path(api, respx_mock):
     respx_mock.get(BASE + "events").respond(200, text=HTML, headers={"Content-Type": "text/html"})
-    with pytest.raises(QTicketsError, match=r"GET events: HTTP 200 with an HTML page.*after 6 attempts"):
+    with pytest.raises(QTicketsError, match=r"GET events: HTTP 200 with an HTML page.*after 8 attempts"):
         api.request("events")
 
 
@@ -166,7 +168,7 @@ def test_one_retry_budget_per_client_so_a_dead_api_fails_fast(sleeps, respx_mock
 def test_time_spent_retrying_is_budgeted_too(sleeps, respx_mock):
     respx_mock.get(BASE + "events").respond(429, headers={"Retry-After": "40"})
     with QTicketsClient(BASE, TOKEN, sleep=sleeps, retry=RetryPolicy(max_lost_s=100)) as api:
-        with pytest.raises(QTicketsError, match=r"retry budget \(30 retries, 100 s\) is spent"):
+        with pytest.raises(QTicketsError, match=r"retry budget \(30 retries, 100 s more .*\) is spent"):
             api.request("events")
     assert sleeps == [40.0, 40.0]
 
@@ -450,3 +452,49 @@ def test_a_garbage_payment_date_fails_instead_of_losing_the_sale(api, respx_mock
     day = datetime(2026, 11, 20, tzinfo=MSK)
     with pytest.raises(RecordError, match=r"Order id=4: payed_at"):
         list(api.orders_between("payed_at", day, day + timedelta(days=1)))
+
+
+# -- personal data (issue 11, item 7) -------------------------------------------------------------------
+
+BUYER = {"email": "ivan.petrov@example.com", "details": {"name": "Иван", "surname": "Петров",
+                                                         "phone": "+7 913 555-12-34"}}
+
+
+@pytest.mark.parametrize("answer", [
+    httpx.Response(200, content=json.dumps(
+        {"data": [{"client": BUYER, **order(1)}], "paging": {"total": 1}}).encode()[:-20],
+        headers={"Content-Type": "application/json"}),
+    httpx.Response(500, json={"error": "order of ivan.petrov@example.com, +7 913 555-12-34 failed"}),
+    httpx.Response(200, json={"rows": [{"client": BUYER, **order(1)}]}),
+], ids=["truncated-page", "error-text", "no-envelope"])
+def test_errors_describe_an_answer_without_quoting_buyers_data(sleeps, respx_mock, answer):
+    respx_mock.get(BASE + "orders").respond(answer.status_code, content=answer.content,
+                                            headers=dict(answer.headers))
+    with QTicketsClient(BASE, TOKEN, sleep=sleeps, retry=RetryPolicy(max_attempts=2)) as api, \
+            pytest.raises(QTicketsError) as raised:
+        api.request("orders")
+    message = str(raised.value)
+    assert "GET orders" in message and re.search(r"\d+ bytes of application/json", message)
+    for personal in ("ivan.petrov", "example.com", "Иван", "Петров", "555-12-34", "913"):
+        assert personal not in message, message
+
+
+def test_kept_pages_are_owner_only_and_removed_after_the_retention_period(respx_mock, tmp_path, sleeps):
+    from qtickets_assets.qtickets.resource import QTicketsResource
+
+    bad = order(7, client=BUYER)
+    bad["baskets"][0]["quantity"] = -1
+    respx_mock.get(BASE + "orders").mock(side_effect=paged([([bad], 1, 2)]))
+    with QTicketsClient(BASE, TOKEN, sleep=sleeps, rejects_dir=tmp_path) as api, \
+            pytest.raises(RecordError, match=r"Order id=7: baskets\[id=70\]\.quantity"):
+        list(api.orders())
+    (fresh,) = tmp_path.glob("*.json")
+    assert fresh.stat().st_mode & 0o777 == 0o600
+    old = tmp_path / "20260101T000000000000Z-orders-page1.json"
+    old.write_text("{}")
+    fifteen_days_ago = time.time() - 15 * 86_400
+    os.utime(old, (fifteen_days_ago, fifteen_days_ago))
+    # Each run's start prunes the pages older than the retention period (default 14 days).
+    with dg.build_resources({"qtickets": QTicketsResource(rejects_dir=str(tmp_path))}):
+        pass
+    assert list(tmp_path.glob("*.json")) == [fresh]
