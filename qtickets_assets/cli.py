@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
@@ -191,7 +192,7 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
 
 def _positive_hours(value: str) -> float:
     hours = float(value)
-    if hours <= 0:
+    if not math.isfinite(hours) or hours <= 0:
         raise argparse.ArgumentTypeError("must be a number of hours above 0")
     return hours
 
@@ -281,6 +282,16 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:  # one line naming the cause; the trace only when asked for
+        if getattr(args, "verbose", False):
+            raise
+        from .runs import scrub_secrets
+
+        while error.__cause__ is not None:  # the user's error, not Dagster's wrapper of it
+            error = error.__cause__
+        cause = scrub_secrets(f"{type(error).__name__}: {error}").splitlines()[0]
+        print(f"{args.command} failed: {cause} (the trace: --verbose)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,10 +10,12 @@ import logging
 import os
 import sys
 import warnings
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
+from filelock import FileLock
 
 from .automation import day_range, refresh_job
 from .runs import RANGE_END, RANGE_START, health, run_row
@@ -28,14 +30,19 @@ EXIT_OK, EXIT_FAILED, EXIT_UNKNOWN = 0, 1, 3
 
 def source_now(settings: Settings) -> datetime:
     """The source's clock: a frozen sandbox (replays, demos) loads around its own instant."""
-    if settings.uses_sandbox and settings.qtickets_sandbox_as_of is not None:
-        return settings.qtickets_sandbox_as_of
-    return datetime.now(UTC)
+    return settings.source_now()
 
 
 def _instance() -> dg.DagsterInstance:
     # With DAGSTER_HOME the run is recorded where the UI and the freshness daemon see it.
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return dg.DagsterInstance.ephemeral()
+    # Two processes creating a fresh instance race on its SQLite schema ("table runs already exists"):
+    # one at a time creates it; later ones find it made.
+    Path(home).mkdir(parents=True, exist_ok=True)
+    with FileLock(Path(home) / ".qtickets-instance.lock"):
+        return dg.DagsterInstance.get()
 
 
 class DryRunIOManager(dg.IOManager):
@@ -64,7 +71,8 @@ def load(settings: Settings, since_hours: float, dry_run: bool = False, verbose:
     now = source_now(settings)
     keys = day_range(now - timedelta(hours=since_hours), now)
     tags = {RANGE_START: keys.start, RANGE_END: keys.end, "qtickets/trigger": "cli"}
-    level = "DEBUG" if verbose else "WARNING"
+    # Without --verbose a failure is the one line printed below, not Dagster's event log with its traces.
+    level = "DEBUG" if verbose else "CRITICAL"
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
     resources = definitions.build_resources(settings)
     with _instance() as instance:
@@ -90,6 +98,9 @@ def load(settings: Settings, since_hours: float, dry_run: bool = False, verbose:
     if row["error"]:
         summary["error"] = row["error"]
     print(json.dumps(summary, ensure_ascii=False, sort_keys=True))
+    if not result.success:
+        first = (row["error"] or "the run failed").splitlines()[0]
+        print(f"load failed: {first}" + ("" if verbose else " (the trace: --verbose)"), file=sys.stderr)
     return EXIT_OK if result.success else EXIT_FAILED
 
 

@@ -77,8 +77,9 @@ def run_row(instance: dg.DagsterInstance, run_id: str, *, finished: bool) -> dic
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
             error = event.step_failure_data.error
             errors.append(f"{event.step_key}: {root_error(error) if error else entry.message}")
-        elif not errors:  # a run failure without step failures (e.g. the run worker died)
-            errors.append(entry.message or "run failed")
+        elif not errors:  # a run failure without step failures (a resource that failed, a dead worker)
+            error = event.job_failure_data.error if event.job_failure_data else None
+            errors.append(root_error(error) if error else entry.message or "run failed")
     failed = bool(errors) or run.status == dg.DagsterRunStatus.FAILURE
     now = time.time()
     return {

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from dotenv import dotenv_values
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
@@ -21,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_FILE_VAR = "QTICKETS_ENV_FILE"
 CLUSTER_NAME = re.compile(r"^[A-Za-z0-9_.{}-]+$")  # rendered inside quotes: ON CLUSTER '<name>'
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MOSCOW = ZoneInfo("Europe/Moscow")
 
 
 class SettingsError(ValueError):
@@ -153,6 +155,12 @@ class Settings(BaseSettings):
         path = self.qtickets_webhook_store or self.qtickets_data_dir / "webhooks.sqlite3"
         return path.expanduser().resolve()
 
+    def source_now(self) -> datetime:
+        """The source's clock: a frozen sandbox (replays, demos) is at its own instant."""
+        if self.uses_sandbox and self.qtickets_sandbox_as_of is not None:
+            return self.qtickets_sandbox_as_of
+        return datetime.now(UTC)
+
     @property
     def embedded(self) -> bool:
         return self.resolved_clickhouse_dsn.startswith("chdb://")
@@ -188,8 +196,16 @@ def get_settings() -> Settings:
         settings = Settings()
     except ValidationError as error:
         raise SettingsError(_describe(error)) from None
-    if not settings.uses_sandbox and settings.qtickets_api_token is None:
-        raise SettingsError("QTICKETS_API_TOKEN: required when QTICKETS_API_BASE_URL is set")
+    token = settings.qtickets_api_token
+    if not settings.uses_sandbox and (token is None or not token.get_secret_value().strip()):
+        raise SettingsError("QTICKETS_API_TOKEN: required (and not empty) when QTICKETS_API_BASE_URL is set")
+    today = settings.source_now().astimezone(MOSCOW).date()
+    start = settings.qtickets_partitions_start
+    if start > today:
+        frozen = settings.uses_sandbox and settings.qtickets_sandbox_as_of is not None
+        raise SettingsError(f"QTICKETS_PARTITIONS_START: {start} is after "
+                            f"{'the frozen sandbox day' if frozen else 'today'} ({today}, Moscow): the first "
+                            "daily partition cannot be in the future")
     if settings.clickhouse_cluster and settings.embedded:
         raise SettingsError("CLICKHOUSE_CLUSTER: needs a server CLICKHOUSE_DSN (http:// or https://)")
     if settings.alert_telegram_bot_token and not settings.alert_telegram_chat_id:

@@ -74,3 +74,24 @@ def test_webhook_store_defaults_to_the_data_dir_and_the_secret_stays_hidden(tmp_
     assert settings.qtickets_webhook_secret.get_secret_value() == "hook-secret-5d1"
     store = tmp_path / "x" / "h.db"
     assert Settings(qtickets_webhook_store=store).webhook_store_path == store
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_token_is_refused_naming_the_variable(monkeypatch, value):
+    # Issue 11 item 6: `QTICKETS_API_TOKEN=` passed, then 78 s of retries naming no variable.
+    monkeypatch.setenv("QTICKETS_API_BASE_URL", "https://qtickets.ru/api/rest/v1/")
+    monkeypatch.setenv("QTICKETS_API_TOKEN", value)
+    with pytest.raises(SettingsError, match="QTICKETS_API_TOKEN: required .* empty"):
+        get_settings()
+
+
+def test_partitions_cannot_start_in_the_future(monkeypatch):
+    monkeypatch.setenv("QTICKETS_PARTITIONS_START", "2999-01-01")
+    with pytest.raises(SettingsError, match=r"QTICKETS_PARTITIONS_START: 2999-01-01 is after today"):
+        get_settings()
+    get_settings.cache_clear()
+    # A frozen sandbox is the source's clock: the first partition must not come after its instant.
+    monkeypatch.setenv("QTICKETS_PARTITIONS_START", "2026-11-22")
+    monkeypatch.setenv("QTICKETS_SANDBOX_AS_OF", "2026-11-21T12:00:00+03:00")
+    with pytest.raises(SettingsError, match=r"QTICKETS_PARTITIONS_START: 2026-11-22 is after .*2026-11-21"):
+        get_settings()

@@ -111,6 +111,12 @@ class RetryBudget:
             self.seconds_left = min(self.policy.max_lost_s,
                                     self.seconds_left + self.policy.earned_s_per_answer)
 
+    def exhaust(self) -> None:
+        """A request gave up, so the run fails: its other requests stop at their first failure instead of
+        spending a minute each on a dead API."""
+        with self._lock:
+            self.retries_left, self.seconds_left = 0.0, 0.0
+
     def spend(self, lost_s: float, delay: float) -> bool:
         """Charge one retry; False when the budget cannot pay for it."""
         with self._lock:
@@ -309,6 +315,7 @@ class QTicketsClient:
         """Charge one retry (and the time it costs) to the run's budget, or fail."""
         detail = f": {retry.body}" if retry.body else ""
         if attempt >= self.retry.max_attempts:
+            self.budget.exhaust()
             raise QTicketsError(f"GET {path}: {retry.reason}{detail}; gave up after {attempt} attempts",
                                 path=path, status=retry.status)
         if not self.budget.spend(retry.lost_s, delay):

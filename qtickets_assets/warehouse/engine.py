@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import OperationalError
 from filelock import FileLock, Timeout
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,20 @@ def chdb_path(dsn: str) -> Path | None:
     if not dsn.startswith("chdb://"):
         return None
     return Path(dsn.removeprefix("chdb://").split("?", 1)[0]).resolve()
+
+
+class WarehouseUnreachableError(RuntimeError):
+    """A ClickHouse server DSN that does not answer; names host:port, never the password."""
+
+
+def _unreachable(dsn: str, error: Exception) -> WarehouseUnreachableError:
+    parts = urlsplit(dsn)
+    where = f"{parts.hostname}:{parts.port or (8443 if parts.scheme == 'https' else 8123)}"
+    text = str(error).replace(parts.password, "***") if parts.password else str(error)
+    # The driver's message is a long urllib3 chain; its errno part is the cause.
+    cause = re.search(r"\[Errno -?\d+\][^'\")]*", text)
+    return WarehouseUnreachableError(f"ClickHouse server {where} (CLICKHOUSE_DSN) does not answer: "
+                                     f"{cause.group(0).strip() if cause else type(error).__name__}")
 
 
 def redact(dsn: str) -> str:
@@ -155,7 +171,10 @@ def open_client(dsn: str, *, lock_timeout_s: float = 600.0, **client_kwargs) -> 
     """A clickhouse-connect client for `dsn`, closed on exit."""
     path = chdb_path(dsn)
     if path is None:
-        client = clickhouse_connect.get_client(dsn=dsn, **client_kwargs)
+        try:
+            client = clickhouse_connect.get_client(dsn=dsn, **client_kwargs)
+        except OperationalError as error:
+            raise _unreachable(dsn, error) from None
         try:
             yield client
         finally:

@@ -37,6 +37,12 @@ class ClickHouseResource(dg.ConfigurableResource):
     def embedded(self) -> bool:
         return self.dsn.startswith("chdb://")
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Fail fast: a warehouse that cannot be opened (no such server, a data path that is a file or
+        # not writable, an engine held too long) fails the run before any step downloads the API.
+        with open_client(self.dsn, lock_timeout_s=self.lock_timeout_s, **self.client_options()):
+            pass
+
     def delete_guard(self, asset: str, run_tags: Mapping[str, str]) -> DeleteGuard:
         """The mass-deletion guard of one write of `asset` in a run with `run_tags`."""
         allowed = run_tags.get(ALLOW_MASS_DELETE, "").strip().lower() == "true"

@@ -71,10 +71,15 @@ def test_an_api_that_fails_more_than_it_answers_drains_the_budget_and_fails_clea
     assert 40 < len(calls) < 70 and api.budget.retries == len(calls) - len(calls) // 4 - 1
 
 
-def test_a_dead_api_fails_the_first_request_after_its_attempts(respx_mock):
-    route = respx_mock.get(SANDBOX_BASE_URL + "events").mock(side_effect=httpx.ConnectError("refused"))
+def test_a_dead_api_fails_the_first_request_after_its_attempts_and_the_rest_at_once(respx_mock):
+    events = respx_mock.get(SANDBOX_BASE_URL + "events").mock(side_effect=httpx.ConnectError("refused"))
+    orders = respx_mock.get(SANDBOX_BASE_URL + "orders").mock(side_effect=httpx.ConnectError("refused"))
     waits: list[float] = []
-    with QTicketsClient(SANDBOX_BASE_URL, SANDBOX_TOKEN, sleep=waits.append) as api, \
-            pytest.raises(QTicketsError, match=r"GET events: transport error .*gave up after 8 attempts"):
-        list(api.events())
-    assert route.call_count == 8 and sum(waits) < 95  # about a minute of backoff, then the run fails
+    with QTicketsClient(SANDBOX_BASE_URL, SANDBOX_TOKEN, sleep=waits.append) as api:
+        with pytest.raises(QTicketsError, match=r"GET events: transport error .*gave up after 8 attempts"):
+            list(api.events())
+        assert events.call_count == 8 and sum(waits) < 95  # about a minute of backoff, then the run fails
+        # The run's other requests (its next steps) fail at their first failure, not after another minute.
+        with pytest.raises(QTicketsError, match=r"GET orders: .*retry budget .* is spent"):
+            list(api.orders())
+    assert orders.call_count == 1 and len(waits) == 7
