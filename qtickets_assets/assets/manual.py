@@ -272,14 +272,16 @@ def manual_sales_import(
         columns = stamp(TABLE, ticket_rows(tickets), version)
         client.insert(TABLE, list(columns.values()), column_names=list(columns), column_oriented=True,
                       settings=INSERT_SETTINGS)
-        tombstoned = tombstone_stale(client, TABLE, scope, {"days": days}, version)
+        tombstoned = tombstone_stale(client, TABLE, scope, {"days": days}, version, live_before=len(before),
+                                     guard=clickhouse.delete_guard("manual_sales_import", context.run.tags))
         # The fact days whose numbers may have moved: the new tickets' and the replaced ones' sales dates.
         sales_days = sorted({t.paid_at.astimezone(MSK).date() for t in tickets} | {d for _, d in before})
         for day in sales_days:
             start = datetime(day.year, day.month, day.day, tzinfo=MSK)
             window = dg.TimeWindow(start, start + timedelta(days=1))
             metadata = rebuild(client, "fact_qtickets_sales_daily", marts.SALES_DAILY,
-                               where=marts.SALES_DATES, parameters=marts.window_parameters(window))
+                               where=marts.SALES_DATES, parameters=marts.window_parameters(window),
+                               guard=clickhouse.delete_guard("fact_qtickets_sales_daily", context.run.tags))
             context.log_event(dg.AssetMaterialization(
                 asset_key="fact_qtickets_sales_daily", partition=day.isoformat(),
                 metadata={**metadata, "rebuilt_by": "manual_sales_import"},
