@@ -54,8 +54,8 @@ def _unreachable(dsn: str, error: Exception) -> WarehouseUnreachableError:
     parts = urlsplit(dsn)
     where = f"{parts.hostname}:{parts.port or (8443 if parts.scheme == 'https' else 8123)}"
     text = str(error).replace(parts.password, "***") if parts.password else str(error)
-    # The driver's message is a long urllib3 chain; its errno part is the cause.
-    cause = re.search(r"\[Errno -?\d+\][^'\")]*", text)
+    # The driver's message is a long urllib3 chain; its errno or timeout part is the cause.
+    cause = re.search(r"\[Errno -?\d+\][^'\")]*|[A-Za-z ]*timed out[^'\")]*", text)
     return WarehouseUnreachableError(f"ClickHouse server {where} (CLICKHOUSE_DSN) does not answer: "
                                      f"{cause.group(0).strip() if cause else type(error).__name__}")
 

@@ -40,6 +40,9 @@ class ClickHouseResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Fail fast: a warehouse that cannot be opened (no such server, a data path that is a file or
         # not writable, an engine held too long) fails the run before any step downloads the API.
+        # Runs only: a sensor handles an unreachable warehouse itself (it keeps what it could not record).
+        if context.dagster_run is None:
+            return
         with open_client(self.dsn, lock_timeout_s=self.lock_timeout_s, **self.client_options()):
             pass
 
