@@ -272,7 +272,7 @@ def manual_sales_import(
         columns = stamp(TABLE, ticket_rows(tickets), version)
         client.insert(TABLE, list(columns.values()), column_names=list(columns), column_oriented=True,
                       settings=INSERT_SETTINGS)
-        tombstoned = tombstone_stale(client, TABLE, scope, {"days": days}, version, live_before=len(before),
+        tombstoned = tombstone_stale(client, TABLE, scope, {"days": days}, version,
                                      guard=clickhouse.delete_guard("manual_sales_import", context.run.tags))
         # The fact days whose numbers may have moved: the new tickets' and the replaced ones' sales dates.
         sales_days = sorted({t.paid_at.astimezone(MSK).date() for t in tickets} | {d for _, d in before})

@@ -14,7 +14,7 @@ import dagster as dg
 from ..partitions import TIMEZONE, daily_partitions
 from ..warehouse import sales_days
 from ..warehouse.resource import ClickHouseResource
-from ..warehouse.writes import daily_counts, ms, rebuild
+from ..warehouse.writes import DeleteGuard, daily_counts, ms, rebuild
 
 MSK = ZoneInfo(TIMEZONE)
 
@@ -128,10 +128,9 @@ def fact_qtickets_sales_daily(context: dg.AssetExecutionContext, clickhouse: Cli
     params = window_parameters(window)
     with clickhouse.get_client() as client:
         marks = sales_days.marked(client)
-        metadata = rebuild(
-            client, "fact_qtickets_sales_daily", SALES_DAILY, where=SALES_DATES, parameters=params,
-            guard=clickhouse.delete_guard("fact_qtickets_sales_daily", context.run.tags),
-        )
+        guard = clickhouse.delete_guard("fact_qtickets_sales_daily", context.run.tags)
+        metadata = rebuild(client, "fact_qtickets_sales_daily", SALES_DAILY, where=SALES_DATES,
+                           parameters=params, guard=guard)
         days = daily_counts(client, "fact_qtickets_sales_daily", "sales_date", SALES_DATES, params,
                             metadata["clickhouse/version"])
         totals = client.query(
@@ -139,7 +138,7 @@ def fact_qtickets_sales_daily(context: dg.AssetExecutionContext, clickhouse: Cli
             f"WHERE {SALES_DATES} GROUP BY sales_date",
             parameters=params,
         ).result_rows
-        _rebuild_marked_days(context, client, marks, window)
+        _rebuild_marked_days(context, client, marks, window, guard)
         sales_days.unmark(client, marks, context.run.run_id)
     sales = {day.isoformat(): (int(tickets), float(revenue)) for day, tickets, revenue in totals}
     # A range run materializes each day: each one reports its own numbers.
@@ -154,7 +153,7 @@ def fact_qtickets_sales_daily(context: dg.AssetExecutionContext, clickhouse: Cli
 
 
 def _rebuild_marked_days(context: dg.AssetExecutionContext, client, marks: dict[date, int],
-                         window: dg.TimeWindow) -> None:
+                         window: dg.TimeWindow, guard: DeleteGuard) -> None:
     """Rebuild the marked days outside the run's window (the window is rebuilt anyway), each reported as
     a runtime materialization of its partition with its own counts.
 
@@ -169,7 +168,8 @@ def _rebuild_marked_days(context: dg.AssetExecutionContext, client, marks: dict[
     if not days:
         return
     rebuild(client, "fact_qtickets_sales_daily", SALES_ON_DAYS, where="sales_date IN {days:Array(Date)}",
-            parameters={"days": days})
+            parameters={"days": days},
+            guard=guard)
     counts = {row[0]: row[1:] for row in client.query(
         "SELECT sales_date, count(), sum(tickets_sold), sum(revenue) FROM fact_qtickets_sales_daily FINAL "
         "WHERE sales_date IN {days:Array(Date)} GROUP BY sales_date", parameters={"days": days}).result_rows}
