@@ -84,7 +84,11 @@ def serve_sandbox(opened_on: str, orders_per_day: int, as_of: datetime, event_ev
         yield base_url, total
     finally:
         process.terminate()
-        process.wait(10)
+        try:
+            process.wait(60)  # a loaded machine can take a while to stop a server with a big account
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         if access_log:
             log_file.close()
 
