@@ -20,9 +20,10 @@ from ..warehouse.writes import Rows, RowStream
 from ..webhooks.drain import applied_hooks_metadata
 from .order_reads import OrderReads
 
-# ~5k tickets per insert: large for ClickHouse, small for memory (bench/memory.py: a backfill peaks at
-# ~0.7 GB RSS with 2k orders a chunk, ~1.3 GB with 10k; the working set is the chunk's models and columns).
-ORDERS_PER_CHUNK = 2_000
+# ~1.1k tickets per insert: enough for ClickHouse, small for memory (bench/memory.py, 28k orders: peak
+# RSS +247 MB over the process floor with 500 orders a chunk, +376 MB with 2k, same wall time; 10k
+# measured 1.3 GB in all). The working set is the chunk's raw dicts, models and columns.
+ORDERS_PER_CHUNK = 500
 
 
 @dg.asset(
