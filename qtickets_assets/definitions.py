@@ -45,6 +45,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
         sandbox_event_every_days=settings.qtickets_sandbox_event_every_days,
         sandbox_as_of=settings.qtickets_sandbox_as_of.isoformat() if settings.qtickets_sandbox_as_of else "",
         watermark_overlap_s=settings.qtickets_watermark_overlap_s,
+        repair_max_shows=settings.qtickets_repair_max_shows,
+        repair_max_orders=settings.qtickets_repair_max_orders,
         webhook_store=str(settings.webhook_store_path),
         # Embedded: every step of a run in one process; server mode clears from a sensor (webhooks/drain.py).
         clear_hooks_at_run_end=settings.embedded,

@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     qtickets_watermark_overlap_s: int = Field(
         600, ge=0, description="Each run re-reads orders changed since the newest landed change minus this."
     )
+    qtickets_repair_max_shows: int = Field(
+        5, ge=0, description="Per run: shows sold over capacity whose orders are re-read before the check."
+    )
+    qtickets_repair_max_orders: int = Field(
+        2000, ge=0, description="Per run: orders the capacity repair re-reads at most (per_page ids a call)."
+    )
     qtickets_sandbox_webhook_url: str | None = Field(
         None, description="The sandbox posts signed hooks for its own changes here (dev: the local serve)."
     )

@@ -44,6 +44,9 @@ class QTicketsResource(dg.ConfigurableResource):
 
     watermark_overlap_s: float = Field(600, ge=0, description="The watermark read re-reads the orders "
                                        "changed this long before the newest landed change (skew, ties).")
+    repair_max_shows: int = Field(5, ge=0, description="Shows sold over capacity whose orders a run "
+                                  "re-reads before the check (assets/repair.py).")
+    repair_max_orders: int = Field(2000, ge=0, description="Orders that repair re-reads at most per run.")
     webhook_store: str = Field("", description="SQLite file of pending webhook ids that runs re-read; "
                                                "empty: no webhooks.")
     clear_hooks_at_run_end: bool = Field(False, description="Clear the applied hook ids when the run's "

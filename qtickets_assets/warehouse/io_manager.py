@@ -2,8 +2,7 @@
 
 An asset returns `Rows` (columnar data), or a `RowStream` of `Rows` chunks so a long backfill runs
 in flat memory. The table is the asset key's last part. Each write inserts its chunks as Arrow
-batches with `async_insert=0`, then tombstones the live rows of its scope that it did not rewrite, unless
-that would remove more of the scope than the resource's guard allows (the step fails instead).
+batches with `async_insert=0`, then tombstones the live rows of its scope that it did not rewrite.
 
 The scope comes from asset metadata: the partition's Moscow time window on `clickhouse/window_column`,
 or the whole table when it is not partitioned (full snapshots such as events and inventory), narrowed by
@@ -21,6 +20,7 @@ import pyarrow as pa
 
 from .resource import ClickHouseResource
 from .writes import (
+    DeleteGuard,
     Rows,
     RowStream,
     arrow_schema,
@@ -54,6 +54,38 @@ def _scope(metadata: dict, window: dg.TimeWindow | None, replaced_ids: set[int] 
     return where, parameters
 
 
+def write(client, table: str, metadata: dict, obj: Rows | RowStream, window: dg.TimeWindow | None,
+          guard: DeleteGuard) -> tuple[int, int, int, dict[str, dict]]:
+    """Insert `obj` and tombstone the live rows of its scope it did not rewrite: (rows written, rows
+    tombstoned, version, counts per day of the window)."""
+    version, count = new_version(), 0
+    before_write = obj.before_write if isinstance(obj, RowStream) else None
+    if before_write:
+        before_write.start(client)
+    schema = None
+    for chunk in chunks(obj):
+        if not len(chunk):
+            continue
+        if before_write:
+            before_write.chunk(client, chunk)
+        schema = schema or arrow_schema(client, table)  # one DESCRIBE per write, not per chunk
+        insert_columns(client, table, stamp(table, chunk, version), schema)
+        count += len(chunk)
+    if before_write:
+        before_write.done(client)
+    replaced = obj.replaced_ids if isinstance(obj, RowStream) else None
+    where, parameters = _scope(metadata, window, replaced)
+    if metadata.get(KEEP):
+        where = f"({where}) AND NOT ({metadata[KEEP]})"
+    if isinstance(obj, Rows) and obj.scope is not None:
+        narrower, extra = obj.scope
+        where, parameters = f"({where}) AND ({narrower})", {**parameters, **extra}
+    tombstoned = tombstone_stale(client, table, where, parameters, version, guard=guard)
+    days = (daily_counts(client, table, metadata[WINDOW_COLUMN], where, parameters, version)
+            if window is not None else {})
+    return count, tombstoned, version, days
+
+
 class ClickHouseIOManager(dg.ConfigurableIOManager):
     """Writes `Rows` returned by an asset into the table named like the asset (see the module doc)."""
 
@@ -62,35 +94,11 @@ class ClickHouseIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: Rows | RowStream) -> None:
         table = identifier(context.asset_key.path[-1])
         metadata = context.definition_metadata or {}
-        version, count = new_version(), 0
-        before_write = obj.before_write if isinstance(obj, RowStream) else None
+        window = context.asset_partitions_time_window if context.has_asset_partitions else None
         with self.clickhouse.get_client() as client:
-            if before_write:
-                before_write.start(client)
-            schema = None
-            for chunk in chunks(obj):
-                if not len(chunk):
-                    continue
-                if before_write:
-                    before_write.chunk(client, chunk)
-                schema = schema or arrow_schema(client, table)  # one DESCRIBE per write, not per chunk
-                insert_columns(client, table, stamp(table, chunk, version), schema)
-                count += len(chunk)
-            if before_write:
-                before_write.done(client)
-            window = context.asset_partitions_time_window if context.has_asset_partitions else None
-            replaced = obj.replaced_ids if isinstance(obj, RowStream) else None
-            where, parameters = _scope(metadata, window, replaced)
-            if metadata.get(KEEP):
-                where = f"({where}) AND NOT ({metadata[KEEP]})"
-            if isinstance(obj, Rows) and obj.scope is not None:
-                narrower, extra = obj.scope
-                where, parameters = f"({where}) AND ({narrower})", {**parameters, **extra}
             guard = self.clickhouse.delete_guard(context.asset_key.to_user_string(),
                                                  context.step_context.dagster_run.tags)
-            tombstoned = tombstone_stale(client, table, where, parameters, version, guard=guard)
-            days = (daily_counts(client, table, metadata[WINDOW_COLUMN], where, parameters, version)
-                    if window is not None else {})
+            count, tombstoned, version, days = write(client, table, metadata, obj, window, guard)
         context.add_output_metadata(
             {"dagster/row_count": count, "tombstoned_rows": tombstoned, "clickhouse/version": version}
         )

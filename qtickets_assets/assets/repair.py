@@ -1,0 +1,81 @@
+"""The capacity repair: before `sold_within_capacity` runs, shows whose sales fact counts more tickets than
+their capacity get their paid orders re-read from the API.
+
+The usual cause is stale staging, not a wrong API: a seat freed by a cancellation or refund of an older
+order (refunds do not move `updated_at`, so the watermark read misses them) was sold again, and the old sale
+is still counted until the nightly reconcile. The re-read orders land exactly as a run's webhook re-reads
+(replaced in full, their old and new sales days marked) and the marked fact days are rebuilt, each reported
+as a materialization of its partition. Bounded per run: QTICKETS_REPAIR_MAX_SHOWS shows and
+QTICKETS_REPAIR_MAX_ORDERS orders, i.e. at most ceil(orders / per_page) extra requests.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from ..qtickets.resource import QTicketsResource
+from ..warehouse import sales_days
+from ..warehouse.io_manager import write
+from ..warehouse.resource import ClickHouseResource
+from ..warehouse.writes import RowStream
+from . import raw
+from .order_reads import OrderReads
+
+STAGING = raw.stg_qtickets_api_orders_raw
+# The check's sales condition (checks.sold_within_capacity): the one stale staging can explain.
+OVER_CAPACITY = """
+SELECT inventory.show_id
+FROM fact_qtickets_inventory_latest AS inventory FINAL
+JOIN (
+    SELECT show_id, sum(tickets_sold) AS tickets_sold FROM fact_qtickets_sales_daily FINAL GROUP BY show_id
+) AS sales ON sales.show_id = inventory.show_id
+WHERE sales.tickets_sold > capacity
+ORDER BY inventory.show_id
+"""
+# Orders staging counts as sold on those shows (what the fact sums), API rows only.
+SOLD_ORDERS = """
+SELECT DISTINCT order_id FROM stg_qtickets_api_orders_raw FINAL
+WHERE show_id IN {shows:Array(UInt64)} AND payed = 1 AND basket_id != 0 AND source != 'manual'
+  AND order_deleted_at IS NULL AND basket_deleted_at IS NULL AND refunded_at IS NULL
+ORDER BY order_id
+LIMIT {limit:UInt64}
+"""
+
+
+def repair_over_capacity(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource, client,
+                         qtickets: QTicketsResource) -> dict:
+    """Re-read the paid orders of the shows sold over capacity and rebuild the sales days they touch;
+    returns the materialization metadata that says what was re-read."""
+    from .marts import rebuild_marked_days  # marts imports this module
+
+    found = [row[0] for row in client.query(OVER_CAPACITY).result_rows]
+    if not found:
+        return {"repair/shows": "", "repair/reread_orders": 0, "repair/capped": False}
+    shows = found[:qtickets.repair_max_shows]
+    ids = [row[0] for row in client.query(
+        SOLD_ORDERS, parameters={"shows": shows, "limit": qtickets.repair_max_orders + 1}).result_rows]
+    capped = len(found) > len(shows) or len(ids) > qtickets.repair_max_orders
+    ids = ids[:qtickets.repair_max_orders]
+    now = datetime.now(UTC)
+    reads = OrderReads(dg.TimeWindow(now, now))  # an empty window: every order re-read lies outside it
+    changes = raw.OrderChanges(reads, timedelta(0), context.run.run_id, context.log)
+    with qtickets.get_client() as api:
+        stream = RowStream((rows for rows, _ in raw.order_chunks(reads.by_ids(api, ids, "repair"))),
+                           replaced_ids=reads.outside, before_write=changes)
+        write(client, STAGING.key.path[-1], dict(STAGING.specs_by_key[STAGING.key].metadata), stream,
+              reads.window, clickhouse.delete_guard(STAGING.key.to_user_string(), context.run.tags))
+    marks = sales_days.marked(client)
+    rebuild_marked_days(context, client, marks, reads.window,
+                        clickhouse.delete_guard("fact_qtickets_sales_daily", context.run.tags))
+    sales_days.unmark(client, marks, context.run.run_id)
+    message = (f"sold over capacity: shows {found}; re-read {len(ids)} paid orders of shows {shows} "
+               f"({reads.counts['repair']} answered), rebuilt sales days "
+               f"{', '.join(d.isoformat() for d in sorted(marks)) or 'none'}")
+    if capped:
+        message += (f"; cap hit (QTICKETS_REPAIR_MAX_SHOWS={qtickets.repair_max_shows}, "
+                    f"QTICKETS_REPAIR_MAX_ORDERS={qtickets.repair_max_orders})")
+    context.log.warning(message)
+    return {"repair/shows": ", ".join(str(s) for s in shows), "repair/reread_orders": len(ids),
+            "repair/capped": capped}
