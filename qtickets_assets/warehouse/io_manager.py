@@ -2,7 +2,8 @@
 
 An asset returns `Rows` (columnar data), or a `RowStream` of `Rows` chunks so a long backfill runs
 in flat memory. The table is the asset key's last part. Each write inserts its chunks as Arrow
-batches with `async_insert=0`, then tombstones the live rows of its scope that it did not rewrite.
+batches with `async_insert=0`, then tombstones the live rows of its scope that it did not rewrite, unless
+that would remove more of the scope than the resource's guard allows (the step fails instead).
 
 The scope comes from asset metadata: the partition's Moscow time window on `clickhouse/window_column`,
 or the whole table when it is not partitioned (full snapshots such as events and inventory), narrowed by
