@@ -5,77 +5,11 @@ days the fact rebuilds and reports."""
 from datetime import timedelta
 
 import dagster as dg
-import httpx
 import orjson
-import pytest
-import respx
 
-from qtickets_assets.assets import marts, raw
+from qtickets_assets.assets import marts
 from qtickets_assets.qtickets.models import Order, parse
-from qtickets_assets.qtickets.query import matches
-from qtickets_assets.qtickets.resource import QTicketsResource
-from qtickets_assets.webhooks.store import HookStore
-from tests.builders import D, api_time, at, basket, fact, order, query
-
-API = "https://qtickets.example.com/api/rest/v1/"
-SALES = [raw.stg_qtickets_api_orders_raw, marts.fact_qtickets_sales_daily]
-
-
-class FakeApi:
-    """GET orders (JSON-body `where`, paging) and GET orders/{id} over the records it holds now."""
-
-    def __init__(self, *orders):
-        self.records = {o.id: o.raw for o in orders}
-        self.requests: list[httpx.Request] = []
-
-    def put(self, *orders):
-        self.records.update({o.id: o.raw for o in orders})
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        path = request.url.path.split("/api/rest/v1/", 1)[1].strip("/")
-        if path.startswith("orders/"):
-            record = self.records.get(int(path.split("/")[1]))
-            if record is None:
-                return httpx.Response(404, json={"error": 'Resource "Order" not found', "status": 404,
-                                                 "code": "RESOURCE_NOT_FOUND"})
-            return httpx.Response(200, json={"data": record})
-        body = orjson.loads(request.content or b"{}")
-        rows = sorted((r for r in self.records.values() if matches(r, body.get("where") or [])),
-                      key=lambda r: r["id"])
-        page, per_page = body.get("page", 1), body.get("perPage", 100)
-        return httpx.Response(200, json={
-            "data": rows[(page - 1) * per_page: page * per_page],
-            "paging": {"perPage": per_page, "currentPage": page, "total": len(rows)}})
-
-
-@pytest.fixture
-def api():
-    fake = FakeApi()
-    with respx.mock(assert_all_called=False) as mock:
-        mock.route(url__startswith=API).mock(side_effect=fake)
-        yield fake
-
-
-@pytest.fixture
-def hooks(tmp_path) -> HookStore:
-    return HookStore(tmp_path / "hooks.sqlite3")
-
-
-def run(clickhouse, hooks, first, last=None, instance=None, one_process=True) -> dg.ExecuteInProcessResult:
-    from qtickets_assets.warehouse.io_manager import ClickHouseIOManager
-
-    qtickets = QTicketsResource(base_url=API, token="t", webhook_store=str(hooks.path),
-                                clear_hooks_at_run_end=one_process)
-    result = dg.materialize(
-        SALES, instance=instance,
-        resources={"clickhouse": clickhouse, "clickhouse_io": ClickHouseIOManager(clickhouse=clickhouse),
-                   "qtickets": qtickets},
-        tags={"dagster/asset_partition_range_start": first.isoformat(),
-              "dagster/asset_partition_range_end": (last or first).isoformat()},
-    )
-    assert result.success
-    return result
+from tests.builders import D, api_time, at, basket, fact, order, query, run
 
 
 def staged(clickhouse, order_id):

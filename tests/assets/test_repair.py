@@ -6,27 +6,16 @@ from datetime import timedelta
 
 import dagster as dg
 import orjson
-import pytest
-import respx
 
 from qtickets_assets.assets import checks, marts
 from qtickets_assets.qtickets.resource import QTicketsResource
 from qtickets_assets.transform import inventory_rows
 from qtickets_assets.warehouse.io_manager import ClickHouseIOManager
 from qtickets_assets.webhooks.store import HookStore
-from tests.assets.test_order_changes import API, FakeApi, run
-from tests.builders import INVENTORY, SNAPSHOT, D, at, basket, fact, order, seat, write
+from tests.builders import API, INVENTORY, SNAPSHOT, D, at, basket, fact, order, run, seat, write
 
 OLD = D - timedelta(days=5)
 SHOW = 7
-
-
-@pytest.fixture
-def api():
-    fake = FakeApi()
-    with respx.mock(assert_all_called=False) as mock:
-        mock.route(url__startswith=API).mock(side_effect=fake)
-        yield fake
 
 
 def sold_again(api, clickhouse, tmp_path, capacity: int):
