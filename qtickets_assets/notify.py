@@ -18,9 +18,7 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +26,8 @@ from pathlib import Path
 import dagster as dg
 import httpx
 from pydantic import Field
+
+from .local_store import sqlite_store
 
 log = logging.getLogger(__name__)
 
@@ -141,20 +141,6 @@ CREATE TABLE IF NOT EXISTS alert_outbox (
 )
 """
 KEEP_S = 7 * 24 * 3600  # delivered alerts are forgotten after a week; undelivered ones are given up then
-
-
-@contextmanager
-def sqlite_store(path: Path, schema: str) -> Iterator[sqlite3.Connection]:
-    """A durable SQLite file any process may open (WAL; a commit returns once it is on disk)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    try:
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=FULL")
-        connection.execute(schema)
-        yield connection
-    finally:
-        connection.close()
 
 
 def outbox_path(instance: dg.DagsterInstance) -> Path:

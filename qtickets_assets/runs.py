@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from pydantic import Field
 
-from .notify import outbox_path, scrub, sqlite_store
+from .local_store import sqlite_store
+from .notify import outbox_path, scrub
 from .warehouse.engine import INSERT_SETTINGS
 from .warehouse.resource import ClickHouseResource
 

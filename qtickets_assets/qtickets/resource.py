@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from ..notify import sqlite_store
+from ..local_store import sqlite_store
 from ..settings import get_settings
 from ..webhooks.drain import clear_applied, run_failed
 from ..webhooks.store import HookStore, Pending

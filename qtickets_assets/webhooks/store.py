@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..local_store import sqlite_store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending_hooks (
@@ -37,17 +38,8 @@ class HookStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
-            connection.execute(SCHEMA)
-            yield connection
-        finally:
-            connection.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return sqlite_store(self.path, SCHEMA)
 
     def add(self, order_id: int, event: str, received_at: float | None = None) -> None:
         """Record one hook durably (returns after the commit is on disk)."""
