@@ -18,7 +18,7 @@ from ..partitions import daily_partitions
 from ..runs import RANGE_END, RANGE_START
 from ..warehouse.resource import ClickHouseResource
 from ..warehouse.writes import select_columns
-from . import marts, raw, views
+from . import marts, raw, repair, views
 
 SAMPLE = 5  # offending keys shown in a failed check's metadata
 
@@ -143,15 +143,9 @@ def sold_within_capacity(context: dg.AssetCheckExecutionContext,
     with clickhouse.get_client() as client:
         return _result(
             client,
-            """
-            SELECT inventory.show_id, capacity, free_seats, sold_seats, sales.tickets_sold
-            FROM fact_qtickets_inventory_latest AS inventory FINAL
-            LEFT JOIN (
-                SELECT show_id, sum(tickets_sold) AS tickets_sold
-                FROM fact_qtickets_sales_daily FINAL GROUP BY show_id
-            ) AS sales ON sales.show_id = inventory.show_id
-            WHERE sold_seats > capacity OR free_seats > capacity OR sales.tickets_sold > capacity
-        """,
+            f"SELECT inventory.show_id, capacity, free_seats, sold_seats, sales.tickets_sold "
+            f"{repair.INVENTORY_WITH_SALES} "
+            "WHERE sold_seats > capacity OR free_seats > capacity OR sales.tickets_sold > capacity",
             **repaired,
         )
 

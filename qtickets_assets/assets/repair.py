@@ -24,16 +24,16 @@ from . import raw
 from .order_reads import OrderReads
 
 STAGING = raw.stg_qtickets_api_orders_raw
-# The check's sales condition (checks.sold_within_capacity): the one stale staging can explain.
-OVER_CAPACITY = """
-SELECT inventory.show_id
+# Each show's inventory beside the tickets the sales fact counts on it: read by checks.sold_within_capacity
+# too, which fails on what the repair (the `tickets_sold > capacity` part) could not explain.
+INVENTORY_WITH_SALES = """
 FROM fact_qtickets_inventory_latest AS inventory FINAL
-JOIN (
+LEFT JOIN (
     SELECT show_id, sum(tickets_sold) AS tickets_sold FROM fact_qtickets_sales_daily FINAL GROUP BY show_id
 ) AS sales ON sales.show_id = inventory.show_id
-WHERE sales.tickets_sold > capacity
-ORDER BY inventory.show_id
 """
+OVER_CAPACITY = f"SELECT inventory.show_id {INVENTORY_WITH_SALES} WHERE sales.tickets_sold > capacity " \
+                "ORDER BY inventory.show_id"
 # Orders staging counts as sold on those shows (what the fact sums), API rows only.
 SOLD_ORDERS = """
 SELECT DISTINCT order_id FROM stg_qtickets_api_orders_raw FINAL
