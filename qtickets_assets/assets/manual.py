@@ -12,7 +12,7 @@ rows; once the API serves a ticket with the same (order_id, ticket_id), its row 
 import csv
 import io
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,7 +25,7 @@ from pydantic import Field
 from ..partitions import TIMEZONE, daily_partitions
 from ..warehouse.engine import INSERT_SETTINGS
 from ..warehouse.resource import ClickHouseResource
-from ..warehouse.writes import Rows, new_version, rebuild, stamp, tombstone_stale
+from ..warehouse.writes import Rows, new_version, stamp, tombstone_stale
 from . import marts
 
 MSK = ZoneInfo(TIMEZONE)
@@ -276,16 +276,9 @@ def manual_sales_import(
                                      guard=clickhouse.delete_guard("manual_sales_import", context.run.tags))
         # The fact days whose numbers may have moved: the new tickets' and the replaced ones' sales dates.
         sales_days = sorted({t.paid_at.astimezone(MSK).date() for t in tickets} | {d for _, d in before})
-        for day in sales_days:
-            start = datetime(day.year, day.month, day.day, tzinfo=MSK)
-            window = dg.TimeWindow(start, start + timedelta(days=1))
-            metadata = rebuild(client, "fact_qtickets_sales_daily", marts.SALES_DAILY,
-                               where=marts.SALES_DATES, parameters=marts.window_parameters(window),
-                               guard=clickhouse.delete_guard("fact_qtickets_sales_daily", context.run.tags))
-            context.log_event(dg.AssetMaterialization(
-                asset_key="fact_qtickets_sales_daily", partition=day.isoformat(),
-                metadata={**metadata, "rebuilt_by": "manual_sales_import"},
-            ))
+        marts.rebuild_days(context, client, sales_days,
+                           clickhouse.delete_guard("fact_qtickets_sales_daily", context.run.tags),
+                           "rebuilt by manual_sales_import")
     context.log.info(f"{len(tickets)} tickets imported for {days[0]}..{days[-1]}; fact days {sales_days}")
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(tickets),

@@ -157,6 +157,23 @@ def fact_qtickets_sales_daily(context: dg.AssetExecutionContext, clickhouse: Cli
     return dg.MaterializeResult(metadata={**metadata, "rows_written_by_run": metadata["dagster/row_count"]})
 
 
+def rebuild_days(context, client, days: list[date], guard: DeleteGuard, description: str) -> None:
+    """Rebuild the fact's rows of these Moscow sales days in one pass, each day reported as a runtime
+    materialization of its partition with its own counts (so the UI never shows a rebuilt day missing)."""
+    rebuild(client, "fact_qtickets_sales_daily", SALES_ON_DAYS, where="sales_date IN {days:Array(Date)}",
+            parameters={"days": days}, guard=guard)
+    counts = {row[0]: row[1:] for row in client.query(
+        "SELECT sales_date, count(), sum(tickets_sold), sum(revenue) FROM fact_qtickets_sales_daily FINAL "
+        "WHERE sales_date IN {days:Array(Date)} GROUP BY sales_date", parameters={"days": days}).result_rows}
+    for day in days:
+        rows, tickets, revenue = counts.get(day, (0, 0, 0))
+        context.log_event(dg.AssetMaterialization(
+            asset_key=SALES_KEY, partition=day.isoformat(), description=description,
+            metadata={"dagster/row_count": int(rows), "tickets_sold": int(tickets),
+                      "revenue": float(revenue)},
+        ))
+
+
 def rebuild_marked_days(context: dg.AssetExecutionContext, client, marks: dict[date, int],
                          window: dg.TimeWindow, guard: DeleteGuard) -> None:
     """Rebuild the marked days outside the run's window (the window is rebuilt anyway), each reported as
@@ -172,20 +189,8 @@ def rebuild_marked_days(context: dg.AssetExecutionContext, client, marks: dict[d
                   and daily_partitions.has_partition_key(day.isoformat()))
     if not days:
         return
-    rebuild(client, "fact_qtickets_sales_daily", SALES_ON_DAYS, where="sales_date IN {days:Array(Date)}",
-            parameters={"days": days},
-            guard=guard)
-    counts = {row[0]: row[1:] for row in client.query(
-        "SELECT sales_date, count(), sum(tickets_sold), sum(revenue) FROM fact_qtickets_sales_daily FINAL "
-        "WHERE sales_date IN {days:Array(Date)} GROUP BY sales_date", parameters={"days": days}).result_rows}
-    for day in days:
-        rows, tickets, revenue = counts.get(day, (0, 0, 0))
-        context.log_event(dg.AssetMaterialization(
-            asset_key=SALES_KEY, partition=day.isoformat(),
-            description="rebuilt: orders paid on this day were rewritten outside their run's partitions",
-            metadata={"dagster/row_count": int(rows), "tickets_sold": int(tickets),
-                      "revenue": float(revenue)},
-        ))
+    rebuild_days(context, client, days, guard,
+                 "rebuilt: orders paid on this day were rewritten outside their run's partitions")
     context.log.info(f"rebuilt {len(days)} sales days outside the run's partitions: "
                      f"{', '.join(d.isoformat() for d in days)}")
 
