@@ -5,7 +5,7 @@ equal the sandbox's truth on every day. Refunds do not move `updated_at`: they a
 A run that fails leaves those ids pending; the next successful one clears them."""
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 import dagster as dg
 import pytest
@@ -16,9 +16,11 @@ from qtickets_assets.qtickets.client import MSK
 from qtickets_assets.qtickets.resource import QTicketsResource
 from qtickets_assets.warehouse.io_manager import ClickHouseIOManager
 from qtickets_assets.webhooks.store import HookStore
-from tests.builders import AS_OF, OPENED_ON, query
+from tests.builders import OPENED_ON, query
 
-T0, T1 = AS_OF, AS_OF + timedelta(hours=48)
+# v_sales_14d follows the real clock, so the account's last days are recent: T1 is yesterday's noon (Moscow).
+T0 = datetime.combine(datetime.now(MSK).date() - timedelta(days=3), time(12), MSK)
+T1 = T0 + timedelta(hours=48)
 FIRST = T0.date() - timedelta(days=20)
 TICK = automation.day_range(T1 - timedelta(hours=24), T1)  # yesterday..today at T1
 COLUMNS = ("tickets_sold", "revenue", "orders_count", "refunded_tickets", "refunds_amount")
@@ -122,7 +124,7 @@ def test_one_tick_after_old_changes_equals_the_truth_on_every_day(clickhouse, tm
             per_day_event[(day, event)][1] += values[1]
     view_14d = {(r[0], r[1]): [r[2], r[3]] for r in query(
         clickhouse, "SELECT sales_date, event_id, tickets_sold, revenue FROM v_sales_14d")}
-    assert view_14d == dict(per_day_event)
+    assert per_day_event and view_14d == dict(per_day_event)
     latest = {r[0]: [r[1], r[2]] for r in query(
         clickhouse, "SELECT event_id, tickets_sold_total, revenue_total FROM v_sales_latest "
                     "WHERE tickets_sold_total IS NOT NULL AND event_id IN {ids:Array(UInt64)}",
