@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from pydantic import Field
 
+from .assets.repair import REPAIR_CAPPED, REPAIR_KEYS, REPAIR_REREAD
 from .local_store import sqlite_store
 from .notify import outbox_path, scrub
 from .warehouse.engine import INSERT_SETTINGS
@@ -64,6 +65,9 @@ def run_row(instance: dg.DagsterInstance, run_id: str, *, finished: bool) -> dic
                  dg.DagsterEventType.RUN_FAILURE},
     ).records
     rows: dict[str, int] = {}
+    repaired: set[str] = set()
+    reread: dict[str, int] = {}
+    capped = False
     errors: list[str] = []
     for entry in (event.event_log_entry for event in events):
         event = entry.dagster_event
@@ -72,9 +76,14 @@ def run_row(instance: dg.DagsterInstance, run_id: str, *, finished: bool) -> dic
             # A partition range materializes each day with its own count; the whole write's count is
             # repeated on each of them as rows_written_by_run.
             count = metadata.get("rows_written_by_run") or metadata.get(ROW_COUNT)
+            name = event.asset_key.to_user_string()
             if count is not None:
-                name = event.asset_key.to_user_string()
                 rows[name] = max(rows.get(name, 0), int(count.value))
+            # Repairs (assets/repair.py), repeated like the counts on each partition of a range.
+            if REPAIR_KEYS in metadata:
+                repaired.update(metadata[REPAIR_KEYS].value)
+                reread[name] = max(reread.get(name, 0), int(metadata[REPAIR_REREAD].value))
+                capped = capped or bool(metadata[REPAIR_CAPPED].value)
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
             error = event.step_failure_data.error
             errors.append(f"{event.step_key}: {root_error(error) if error else entry.message}")
@@ -92,6 +101,9 @@ def run_row(instance: dg.DagsterInstance, run_id: str, *, finished: bool) -> dic
         "partition_range": partition_range(run.tags),
         "rows": rows,
         "error": scrub_secrets("\n".join(errors))[:MAX_ERROR_CHARS],
+        "repaired": sorted(repaired),
+        "repair_reread": sum(reread.values()),
+        "repair_capped": int(capped),
         "_ver": time.time_ns(),
     }
 

@@ -7,6 +7,12 @@ is still counted until the nightly reconcile. The re-read orders land exactly as
 (replaced in full, their old and new sales days marked) and the marked fact days are rebuilt, each reported
 as a materialization of its partition. Bounded per run: QTICKETS_REPAIR_MAX_SHOWS shows and
 QTICKETS_REPAIR_MAX_ORDERS orders, i.e. at most ceil(orders / per_page) extra requests.
+
+Every repair reports the same way (`repair_metadata`), whatever it repairs: the keys it re-read as
+"kind:key" (`show:300123`; other repairs e.g. `day:2026-12-01`, `event:24001`), the records re-read from the
+API, whether it stopped at its cap, and a one-line summary. Put on the repairing asset's materialization,
+they reach the run's metadata, the checks' results and `meta_job_runs` (runs.py: `repaired`,
+`repair_reread`, `repair_capped`) with no other change: a new kind of repair only calls `repair_metadata`.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from ..warehouse.writes import RowStream
 from . import raw
 from .order_reads import OrderReads
 
+REPAIR_KEYS, REPAIR_REREAD, REPAIR_CAPPED, REPAIR_SUMMARY = (
+    "repair/keys", "repair/reread", "repair/capped", "repair/summary")
 STAGING = raw.stg_qtickets_api_orders_raw
 # Each show's inventory beside the tickets the sales fact counts on it: read by checks.sold_within_capacity
 # too, which fails on what the repair (the `tickets_sold > capacity` part) could not explain.
@@ -44,6 +52,12 @@ LIMIT {limit:UInt64}
 """
 
 
+def repair_metadata(keys: list[str], reread: int, capped: bool, summary: str) -> dict:
+    """What a repair did, as materialization metadata (module docstring): `keys` are "kind:key"."""
+    return {REPAIR_KEYS: dg.MetadataValue.json(keys), REPAIR_REREAD: reread, REPAIR_CAPPED: capped,
+            REPAIR_SUMMARY: summary}
+
+
 def repair_over_capacity(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource, client,
                          qtickets: QTicketsResource) -> dict:
     """Re-read the paid orders of the shows sold over capacity and rebuild the sales days they touch;
@@ -52,12 +66,18 @@ def repair_over_capacity(context: dg.AssetExecutionContext, clickhouse: ClickHou
 
     found = [row[0] for row in client.query(OVER_CAPACITY).result_rows]
     if not found:
-        return {"repair/shows": "", "repair/reread_orders": 0, "repair/capped": False}
+        return repair_metadata([], 0, False, "no show sold over capacity")
     shows = found[:qtickets.repair_max_shows]
     ids = [row[0] for row in client.query(
         SOLD_ORDERS, parameters={"shows": shows, "limit": qtickets.repair_max_orders + 1}).result_rows]
     capped = len(found) > len(shows) or len(ids) > qtickets.repair_max_orders
     ids = ids[:qtickets.repair_max_orders]
+    if not ids:  # a cap of 0 turns the repair off
+        message = (f"sold over capacity: shows {found}; nothing re-read, cap hit "
+                   f"(QTICKETS_REPAIR_MAX_SHOWS={qtickets.repair_max_shows}, "
+                   f"QTICKETS_REPAIR_MAX_ORDERS={qtickets.repair_max_orders})")
+        context.log.warning(message)
+        return repair_metadata([], 0, True, message)
     now = datetime.now(UTC)
     reads = OrderReads(dg.TimeWindow(now, now))  # an empty window: every order re-read lies outside it
     changes = raw.OrderChanges(reads, timedelta(0), context.run.run_id, context.log)
@@ -77,5 +97,4 @@ def repair_over_capacity(context: dg.AssetExecutionContext, clickhouse: ClickHou
         message += (f"; cap hit (QTICKETS_REPAIR_MAX_SHOWS={qtickets.repair_max_shows}, "
                     f"QTICKETS_REPAIR_MAX_ORDERS={qtickets.repair_max_orders})")
     context.log.warning(message)
-    return {"repair/shows": ", ".join(str(s) for s in shows), "repair/reread_orders": len(ids),
-            "repair/capped": capped}
+    return repair_metadata([f"show:{show}" for show in shows], reads.counts["repair"], capped, message)

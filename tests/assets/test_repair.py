@@ -9,10 +9,11 @@ import orjson
 
 from qtickets_assets.assets import checks, marts
 from qtickets_assets.qtickets.resource import QTicketsResource
+from qtickets_assets.runs import record_run
 from qtickets_assets.transform import inventory_rows
 from qtickets_assets.warehouse.io_manager import ClickHouseIOManager
 from qtickets_assets.webhooks.store import HookStore
-from tests.builders import API, INVENTORY, SNAPSHOT, D, at, basket, fact, order, run, seat, write
+from tests.builders import API, INVENTORY, SNAPSHOT, D, at, basket, fact, order, query, run, seat, write
 
 OLD = D - timedelta(days=5)
 SHOW = 7
@@ -37,10 +38,10 @@ def sold_again(api, clickhouse, tmp_path, capacity: int):
           inventory_rows([(101, SHOW, seats)], SNAPSHOT), INVENTORY)
 
 
-def inventory(clickhouse, **limits) -> dg.ExecuteInProcessResult:
+def inventory(clickhouse, instance=None, **limits) -> dg.ExecuteInProcessResult:
     qtickets = QTicketsResource(base_url=API, token="t", per_page=100, **limits)
     return dg.materialize(
-        [marts.fact_qtickets_inventory_latest, checks.sold_within_capacity],
+        [marts.fact_qtickets_inventory_latest, checks.sold_within_capacity], instance=instance,
         resources={"clickhouse": clickhouse, "qtickets": qtickets}, raise_on_error=False)
 
 
@@ -53,14 +54,19 @@ def id_reads(api) -> list[list[int]]:
 def test_a_resold_seat_of_a_stale_older_order_is_repaired_in_the_same_run(api, clickhouse, tmp_path):
     sold_again(api, clickhouse, tmp_path, capacity=2)
     api.requests.clear()
-    result = inventory(clickhouse)
+    with dg.instance_for_test() as instance:
+        result = inventory(clickhouse, instance)
+        # The repaired keys reach meta_job_runs (the shape every repair kind shares: "kind:key").
+        record_run(clickhouse, instance, result.run_id, finished=True)
 
     assert result.success
     [check] = result.get_asset_check_evaluations()
-    assert check.passed and check.metadata["repair/shows"].value == str(SHOW)
+    assert check.passed and check.metadata["repair/keys"].value == [f"show:{SHOW}"]
     [metadata] = [e.materialization.metadata for e in result.get_asset_materialization_events()
                   if e.asset_key == marts.fact_qtickets_inventory_latest.key]
-    assert metadata["repair/reread_orders"].value == 2 and metadata["repair/capped"].value is False
+    assert metadata["repair/reread"].value == 2 and metadata["repair/capped"].value is False
+    assert query(clickhouse, "SELECT status, repaired, repair_reread, repair_capped FROM meta_job_runs") == [
+        ("ok", [f"show:{SHOW}"], 2, 0)]
     assert id_reads(api) == [[1, 3]]  # one extra request: ceil(2 orders / 100 per page)
     # The fact equals the API's truth: 1 ticket on OLD (one refunded), 1 today.
     assert fact(clickhouse, OLD)[(OLD, 101, SHOW)][:4] == (1, 1000, 1, 1)
@@ -79,6 +85,6 @@ def test_counters_still_below_the_sold_count_after_the_re_read_fail_the_check(ap
     [check] = result.get_asset_check_evaluations()
     assert not check.passed and check.metadata["offending_rows"].value == 1
     assert check.metadata["sample"].value[0][0] == str(SHOW)  # names the show
-    assert check.metadata["repair/shows"].value == str(SHOW)
-    assert check.metadata["repair/reread_orders"].value == 1 and check.metadata["repair/capped"].value
+    assert check.metadata["repair/keys"].value == [f"show:{SHOW}"]
+    assert check.metadata["repair/reread"].value == 1 and check.metadata["repair/capped"].value
     assert fact(clickhouse, OLD)[(OLD, 101, SHOW)][0] == 1  # the repair within the cap still landed
