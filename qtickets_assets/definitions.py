@@ -33,6 +33,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         send_receive_timeout_s=settings.clickhouse_send_receive_timeout_s,
         max_delete_share=settings.qtickets_max_delete_share,
         max_delete_floor=settings.qtickets_max_delete_floor,
+        repair_max_days=settings.qtickets_repair_max_days,
     )
     qtickets = QTicketsResource(
         base_url=str(settings.qtickets_api_base_url or ""),
@@ -47,6 +48,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         watermark_overlap_s=settings.qtickets_watermark_overlap_s,
         repair_max_shows=settings.qtickets_repair_max_shows,
         repair_max_orders=settings.qtickets_repair_max_orders,
+        repair_max_events=settings.qtickets_repair_max_events,
         webhook_store=str(settings.webhook_store_path),
         # Embedded: every step of a run in one process; server mode clears from a sensor (webhooks/drain.py).
         clear_hooks_at_run_end=settings.embedded,

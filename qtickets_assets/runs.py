@@ -61,14 +61,22 @@ def run_row(instance: dg.DagsterInstance, run_id: str, *, finished: bool) -> dic
     run = record.dagster_run
     events = instance.get_records_for_run(
         run_id,
-        of_type={dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.STEP_FAILURE,
-                 dg.DagsterEventType.RUN_FAILURE},
+        of_type={dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+                 dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE},
     ).records
     rows: dict[str, int] = {}
     repaired: set[str] = set()
     reread: dict[str, int] = {}
     capped = False
     errors: list[str] = []
+
+    def note_repair(name: str, metadata) -> None:
+        nonlocal capped
+        if REPAIR_KEYS in metadata:  # the same repair may show on several events of one asset: max
+            repaired.update(metadata[REPAIR_KEYS].value)
+            reread[name] = max(reread.get(name, 0), int(metadata[REPAIR_REREAD].value))
+            capped = capped or bool(metadata[REPAIR_CAPPED].value)
+
     for entry in (event.event_log_entry for event in events):
         event = entry.dagster_event
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
@@ -80,10 +88,11 @@ def run_row(instance: dg.DagsterInstance, run_id: str, *, finished: bool) -> dic
             if count is not None:
                 rows[name] = max(rows.get(name, 0), int(count.value))
             # Repairs (assets/repair.py), repeated like the counts on each partition of a range.
-            if REPAIR_KEYS in metadata:
-                repaired.update(metadata[REPAIR_KEYS].value)
-                reread[name] = max(reread.get(name, 0), int(metadata[REPAIR_REREAD].value))
-                capped = capped or bool(metadata[REPAIR_CAPPED].value)
+            note_repair(name, metadata)
+        elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            # Repairs a check made before it looked again (assets/repair_days.py, repair_events.py).
+            evaluation = event.asset_check_evaluation_data
+            note_repair(evaluation.asset_key.to_user_string(), evaluation.metadata)
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
             error = event.step_failure_data.error
             errors.append(f"{event.step_key}: {root_error(error) if error else entry.message}")

@@ -107,6 +107,14 @@ class Settings(BaseSettings):
     qtickets_repair_max_orders: int = Field(
         2000, ge=0, description="Per run: orders the capacity repair re-reads at most (per_page ids a call)."
     )
+    qtickets_repair_max_days: int = Field(
+        7, ge=0, le=366, description="Per run: fact days whose totals differ from order staging that "
+        "agrees_with_staging rebuilds from staging before it fails (assets/repair_days.py); 0: no repair."
+    )
+    qtickets_repair_max_events: int = Field(
+        10, ge=0, le=1000, description="Per run: events (one GET events/{id} each) that covers_ordered_shows "
+        "re-reads for ordered shows missing from dim_events (assets/repair_events.py); 0: no repair."
+    )
     qtickets_sandbox_webhook_url: str | None = Field(
         None, description="The sandbox posts signed hooks for its own changes here (dev: the local serve)."
     )

@@ -268,18 +268,29 @@ SALES = [raw.stg_qtickets_api_orders_raw, marts.fact_qtickets_sales_daily]
 
 
 class FakeApi:
-    """GET orders (JSON-body `where`, paging) and GET orders/{id} over the records it holds now."""
+    """GET orders (JSON-body `where`, paging), GET orders/{id} and GET events/{id} over the records it
+    holds now."""
 
     def __init__(self, *orders):
         self.records = {o.id: o.raw for o in orders}
+        self.events: dict[int, dict] = {}
         self.requests: list[httpx.Request] = []
 
     def put(self, *orders):
         self.records.update({o.id: o.raw for o in orders})
 
+    def put_events(self, *events):
+        self.events.update({e.id: e.raw for e in events})
+
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         path = request.url.path.split("/api/rest/v1/", 1)[1].strip("/")
+        if path.startswith("events/"):
+            record = self.events.get(int(path.split("/")[1]))
+            if record is None:
+                return httpx.Response(404, json={"error": 'Resource "Event" not found', "status": 404,
+                                                 "code": "RESOURCE_NOT_FOUND"})
+            return httpx.Response(200, json={"data": record})
         if path.startswith("orders/"):
             record = self.records.get(int(path.split("/")[1]))
             if record is None:

@@ -15,15 +15,18 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from ..partitions import daily_partitions
+from ..qtickets.resource import QTicketsResource
 from ..runs import RANGE_END, RANGE_START
 from ..warehouse.resource import ClickHouseResource
 from ..warehouse.writes import select_columns
-from . import marts, raw, repair, views
+from . import marts, raw, repair, repair_days, repair_events, views
 
 SAMPLE = 5  # offending keys shown in a failed check's metadata
+ALL_DAYS = dg.TimeWindow(datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 
-def _result(client, bad_rows_sql: str, parameters: dict | None = None, **metadata) -> dg.AssetCheckResult:
+def _result(client, bad_rows_sql: str, parameters: dict | None = None, description: str | None = None,
+            **metadata) -> dg.AssetCheckResult:
     """Passes when `bad_rows_sql` returns no rows; otherwise shows their count and a few of them.
     One evaluation of `bad_rows_sql`."""
     count, sample = client.query(
@@ -31,6 +34,7 @@ def _result(client, bad_rows_sql: str, parameters: dict | None = None, **metadat
     ).result_rows[0]
     return dg.AssetCheckResult(
         passed=count == 0,
+        description=description,
         metadata={
             "offending_rows": count,
             "sample": dg.MetadataValue.json([[str(v) for v in r] for r in sample]),
@@ -51,19 +55,20 @@ def one_row_per_show(clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
         )
 
 
-@dg.asset_check(asset=marts.dim_events, additional_deps=[raw.stg_qtickets_api_orders_raw])
-def covers_ordered_shows(clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
+@dg.asset_check(asset=marts.dim_events, additional_deps=[raw.stg_qtickets_api_orders_raw], pool="dim_events")
+def covers_ordered_shows(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource,
+                         qtickets: QTicketsResource) -> dg.AssetCheckResult:
     """Every show with tickets in order staging has its row in dim_events (else the dashboards show its
-    sales without a name). Not blocking: the numbers are right, a name is missing."""
+    sales without a name). Not blocking: the numbers are right, a name is missing. Before failing, the
+    events of the missing shows are re-read from the API and upserted (repair_events.py): what fails is
+    still missing after that, and the result says what was re-read."""
     with clickhouse.get_client() as client:
-        return _result(
-            client,
-            """
-            SELECT DISTINCT event_id, show_id FROM stg_qtickets_api_orders_raw FINAL
-            WHERE basket_id != 0
-              AND (event_id, show_id) NOT IN (SELECT event_id, show_id FROM dim_events FINAL)
-        """,
-        )
+        result = _result(client, repair_events.MISSING_SHOWS,
+                         **repair.repair_metadata([], 0, False, "no ordered show is missing"))
+        if result.passed:
+            return result
+        repaired = repair_events.reread_events_of_missing_shows(context, clickhouse, client, qtickets)
+        return _result(client, repair_events.MISSING_SHOWS, None, repaired[repair.REPAIR_SUMMARY], **repaired)
 
 
 @dg.asset_check(asset=marts.fact_qtickets_sales_daily, blocking=True)
@@ -81,13 +86,13 @@ def counts_non_negative(clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
         )
 
 
-def run_days(run_tags: Mapping[str, str]) -> dg.TimeWindow:
-    """The Moscow days a run covers (its partition or partition range), or every day."""
+def run_days(run_tags: Mapping[str, str]) -> dg.TimeWindow | None:
+    """The Moscow days a run covers (its partition or partition range); None when it has none."""
     first, last = run_tags.get(RANGE_START), run_tags.get(RANGE_END)
     if first is None:
         first = last = run_tags.get("dagster/partition")
     if first is None:
-        return dg.TimeWindow(datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+        return None
     return dg.TimeWindow(
         daily_partitions.time_window_for_partition_key(first).start,
         daily_partitions.time_window_for_partition_key(last).end,
@@ -101,11 +106,15 @@ def run_days(run_tags: Mapping[str, str]) -> dg.TimeWindow:
     asset=marts.fact_qtickets_sales_daily,
     blocking=True,
     additional_deps=[raw.stg_qtickets_api_orders_raw],
+    pool="fact_qtickets_sales_daily",  # its repair writes the fact: one writer per table
 )
 def agrees_with_staging(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource):
     """The fact rows of the run's days (every day when the run has none) equal a fresh computation from
-    order staging, both ways (one computation, joined on the key: about the cost of rebuilding those days)."""
-    window = run_days(context.run.tags)
+    order staging, both ways (one computation, joined on the key: about the cost of rebuilding those days).
+    Before failing, the differing days are rebuilt from staging and the check looks again
+    (repair_days.py): what fails is still different after that, and the result says what was rebuilt."""
+    own_days = run_days(context.run.tags)
+    window = own_days or ALL_DAYS
     params = marts.window_parameters(window)
     key = ["sales_date", "event_id", "show_id"]
     fact = f"SELECT *, 1 AS in_fact FROM fact_qtickets_sales_daily FINAL WHERE {marts.SALES_DATES}"
@@ -113,16 +122,22 @@ def agrees_with_staging(context: dg.AssetCheckExecutionContext, clickhouse: Clic
     with clickhouse.get_client() as client:
         metrics = [c for c in select_columns(client, marts.SALES_DAILY, params) if c not in key]
         differs = " OR ".join(f"fact.{c} != fresh.{c}" for c in metrics)
-        return _result(
-            client,
+        differing = (
             f"SELECT {', '.join(key)}, multiIf(in_fact = 0, 'missing in fact', in_staging = 0, "
             f"'not in staging', 'different') AS problem, "
             + ", ".join(f"fact.{c} AS fact_{c}, fresh.{c} AS staging_{c}" for c in metrics)
             + f" FROM ({fact}) AS fact FULL OUTER JOIN ({fresh}) AS fresh USING ({', '.join(key)}) "
-            f"WHERE in_fact = 0 OR in_staging = 0 OR {differs}",
-            params,
-            days=f"{window.start.date()}..{(window.end - timedelta(days=1)).date()}",
+            f"WHERE in_fact = 0 OR in_staging = 0 OR {differs}"
         )
+        days = f"{window.start.date()}..{(window.end - timedelta(days=1)).date()}"
+        result = _result(client, differing, params, days=days,
+                         **repair.repair_metadata([], 0, False, "nothing differs"))
+        if result.passed:
+            return result
+        repaired = repair_days.rebuild_differing_days(context, clickhouse, client, differing, params,
+                                                      own_days)
+        # Looks again: what still differs (offending_rows, sample) is what the repair could not fix.
+        return _result(client, differing, params, repaired[repair.REPAIR_SUMMARY], days=days, **repaired)
 
 
 @dg.asset_check(

@@ -40,7 +40,7 @@ import httpx
 import orjson
 
 from .models import Event, Model, Order, Record, RecordError, SeatRow, Show, parse
-from .query import TIMESTAMP, dig, matches, parse_instant, select_tree, selected_only
+from .query import TIMESTAMP, dig, matches, parse_instant, project, select_tree, selected_only
 
 log = logging.getLogger(__name__)
 MSK = ZoneInfo("Europe/Moscow")
@@ -516,6 +516,21 @@ class QTicketsClient:
         for page in _chain(first, pages):
             for row in page.rows:
                 yield self._parse(Event, row, "events", page)
+
+    def event(self, event_id: int) -> Event | None:
+        """One event with its shows (`GET events/{id}`, documented and seen live), or None when the API
+        answers 404 (unknown, or another account's). Asked without a body, as `orders/{id}`: whether a
+        single resource honours `select` is unknown; the answer is trimmed here to EVENT_SELECT, so its
+        staging JSON is the listing's."""
+        path = f"events/{int(event_id)}"
+        try:
+            payload = self.request(path)
+        except QTicketsNotFound:
+            return None
+        data = payload["data"]
+        if not isinstance(data, dict):
+            raise QTicketsError(f"GET {path}: `data` is {type(data).__name__}, expected an event", path=path)
+        return self._parse(Event, project(data, select_tree(EVENT_SELECT)), path, payload=payload)
 
     def show_seats(self, show_id: int) -> list[SeatRow]:
         """Flat seat rows of one show (one per seat and tariff) with organiser-wide counters."""

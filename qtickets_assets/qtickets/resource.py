@@ -47,6 +47,9 @@ class QTicketsResource(dg.ConfigurableResource):
     repair_max_shows: int = Field(5, ge=0, description="Shows sold over capacity whose orders a run "
                                   "re-reads before the check (assets/repair.py).")
     repair_max_orders: int = Field(2000, ge=0, description="Orders that repair re-reads at most per run.")
+    repair_max_events: int = Field(10, ge=0, description="Events (one request each) that the check "
+                                   "covers_ordered_shows re-reads per run for ordered shows missing from "
+                                   "dim_events (assets/repair_events.py).")
     webhook_store: str = Field("", description="SQLite file of pending webhook ids that runs re-read; "
                                                "empty: no webhooks.")
     clear_hooks_at_run_end: bool = Field(False, description="Clear the applied hook ids when the run's "

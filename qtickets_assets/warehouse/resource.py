@@ -32,6 +32,8 @@ class ClickHouseResource(dg.ConfigurableResource):
                                     "its scope's live rows (never all), unless the run is tagged "
                                     f"{ALLOW_MASS_DELETE}=true.")
     max_delete_floor: int = Field(20, ge=0, description="Scopes with fewer live rows are not guarded.")
+    repair_max_days: int = Field(7, ge=0, description="Sales fact days that differ from order staging which "
+                                 "the check agrees_with_staging rebuilds per run (assets/repair_days.py).")
 
     @property
     def embedded(self) -> bool:

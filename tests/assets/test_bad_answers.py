@@ -31,9 +31,14 @@ def other_date_format(request: httpx.Request, response: httpx.Response) -> httpx
 
 
 def no_events(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+    """An account without events: an empty listing, and 404 for each event (what the check
+    covers_ordered_shows re-reads for the shows its orders name)."""
     if request.url.path.endswith("/events"):
         paging = {"perPage": 100, "currentPage": 1, "total": 0}
         return httpx.Response(200, json={"data": [], "paging": paging})
+    if re.search(r"/events/\d+$", request.url.path):
+        return httpx.Response(404, json={"error": 'Resource "Event" not found', "status": 404,
+                                         "code": "RESOURCE_NOT_FOUND"})
     return response
 
 

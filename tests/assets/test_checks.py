@@ -7,10 +7,25 @@ import dagster as dg
 import pytest
 
 from qtickets_assets.assets import checks, marts, raw, views
+from qtickets_assets.qtickets.resource import QTicketsResource
 from qtickets_assets.transform import event_rows, inventory_rows
 from qtickets_assets.warehouse import schema
 from qtickets_assets.warehouse.io_manager import KEY
-from tests.builders import EVENTS, INVENTORY, SNAPSHOT, Source, at, basket, event, order, rows_asset, seat
+from qtickets_assets.warehouse.resource import ClickHouseResource
+from tests.builders import (
+    AS_OF,
+    EVENTS,
+    INVENTORY,
+    OPENED_ON,
+    SNAPSHOT,
+    Source,
+    at,
+    basket,
+    event,
+    order,
+    rows_asset,
+    seat,
+)
 
 D = SNAPSHOT.date()
 CHECKS = dg.load_asset_checks_from_modules([checks])
@@ -18,6 +33,19 @@ FACT_INSERT = (
     "INSERT INTO fact_qtickets_sales_daily (sales_date, event_id, show_id, tickets_sold, revenue, "
     "orders_count, refunded_tickets, refunds_amount, _loaded_at, _ver, _dedup_key) "
 )
+
+
+@pytest.fixture
+def clickhouse(tmp_path) -> ClickHouseResource:
+    """The checks' own findings: without the fact-days repair that runs before agrees_with_staging fails
+    (tests/assets/test_repair_staging.py), which would rebuild the tampered days."""
+    return ClickHouseResource(dsn=f"chdb://{tmp_path / 'clickhouse'}", lock_timeout_s=5, repair_max_days=0)
+
+
+@pytest.fixture
+def qtickets() -> QTicketsResource:
+    """Likewise without the events re-read of covers_ordered_shows (tests/assets/test_repair_events.py)."""
+    return QTicketsResource(sandbox_opened_on=OPENED_ON, sandbox_as_of=AS_OF.isoformat(), repair_max_events=0)
 
 
 def graph(capacity: int) -> list:
