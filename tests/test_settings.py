@@ -33,12 +33,21 @@ def test_server_dsn_is_not_embedded():
         ("CLICKHOUSE_DSN", "tcp://localhost:9000"),
         ("CLICKHOUSE_DATABASE", "zakaz; DROP"),
         ("QTICKETS_API_BASE_URL", "not a url"),
+        ("QTICKETS_REPAIR_MAX_DAYS", "-1"),
+        ("QTICKETS_REPAIR_MAX_EVENTS", "many"),
     ],
 )
 def test_bad_value_names_the_setting(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=name):
         get_settings()
+
+
+def test_repair_caps_reach_the_resources_that_apply_them():
+    from qtickets_assets.definitions import build_resources
+
+    resources = build_resources(Settings(qtickets_repair_max_days=3, qtickets_repair_max_events=4))
+    assert resources["clickhouse"].repair_max_days == 3 and resources["qtickets"].repair_max_events == 4
 
 
 def test_real_api_requires_token_and_never_echoes_it(monkeypatch):

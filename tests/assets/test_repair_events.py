@@ -3,15 +3,33 @@ API (respx): orders of an event the events snapshot did not have make the check 
 (`GET events/{id}`), upsert it without tombstoning anything, and pass; a show the API does not know stays
 a failure naming it; a cap of 0 fails as before."""
 
-import dagster as dg
+from datetime import datetime
 
-from qtickets_assets.assets import checks, marts
+import dagster as dg
+import pytest
+
+from qtickets_assets.assets import checks, marts, raw
 from qtickets_assets.qtickets.resource import QTicketsResource
 from qtickets_assets.runs import record_run
 from qtickets_assets.transform import event_rows
-from tests.builders import API, EVENTS, D, Source, at, basket, event, order, query, write
+from tests.builders import (
+    API,
+    AS_OF,
+    EVENTS,
+    MSK,
+    OPENED_ON,
+    D,
+    Source,
+    at,
+    basket,
+    event,
+    order,
+    query,
+    write,
+)
 
 CHECK = dg.AssetCheckKey(marts.dim_events.key, "covers_ordered_shows")
+SNAPSHOT_AT = datetime(2026, 11, 18, 12, 0, tzinfo=MSK)  # the sandbox creates an event at 13:00
 
 
 def snapshot_then_orders(resources, *orders) -> None:
@@ -107,3 +125,32 @@ def test_shows_the_api_does_not_know_still_fail_naming_them(api, resources, clic
     assert evaluation.metadata["repair/reread"].value == 2  # event 3 is unknown
     assert "unknown to the API (404): events [3]" in evaluation.description
     assert (2, 21) in dim(clickhouse)  # what could be repaired was
+
+
+@pytest.mark.slow
+def test_an_event_created_after_the_snapshot_is_re_read_from_the_sandbox(resources, clickhouse):
+    """The events snapshot is taken on the sandbox at SNAPSHOT_AT; orders are read at AS_OF, when an event
+    created in between has sold: the check re-reads it and dim_events equals the sandbox's truth (the
+    snapshot's events as of the snapshot, the re-read one as of now)."""
+    early = QTicketsResource(sandbox_opened_on=OPENED_ON, sandbox_as_of=SNAPSHOT_AT.isoformat())
+    assert dg.materialize([raw.stg_qtickets_api_events_raw, marts.dim_events],
+                          resources={**resources, "qtickets": early}).success
+    days = {"dagster/asset_partition_range_start": SNAPSHOT_AT.date().isoformat(),
+            "dagster/asset_partition_range_end": AS_OF.date().isoformat()}
+    assert dg.materialize([raw.stg_qtickets_api_orders_raw], resources=resources, tags=days).success
+    sandbox = resources["qtickets"].sandbox()
+    known, now = sandbox.expected_dim_events(SNAPSHOT_AT), sandbox.expected_dim_events(AS_OF)
+    sold = {row[0] for row in query(clickhouse, "SELECT DISTINCT event_id FROM stg_qtickets_api_orders_raw")}
+    new = sorted({event for event, _ in now} - {event for event, _ in known} & sold)
+    assert new, "no event created after the snapshot has sold: the test would prove nothing"
+
+    result = dg.materialize([marts.dim_events, checks.covers_ordered_shows], resources=resources)
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.passed
+    assert evaluation.metadata["repair/keys"].value == [f"event:{event}" for event in reversed(new)]
+    truth = {**known, **{key: value for key, value in now.items() if key[0] in new}}
+    rows = query(clickhouse, "SELECT event_id, show_id, event_name, city, city_timezone, venue, "
+                             "show_start_at, show_finish_at, is_active, is_deleted FROM dim_events FINAL")
+    assert {(r[0], r[1]): (r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), bool(r[9])) for r in rows} == {
+        key: (v["event_name"], v["city"], v["city_timezone"], v["venue"], v["show_start_at"],
+              v["show_finish_at"], bool(v["is_active"]), bool(v["is_deleted"])) for key, v in truth.items()}
