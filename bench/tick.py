@@ -47,6 +47,7 @@ class Wire:
     def reset(self) -> None:
         with self.lock:
             self.requests, self.bytes, self.orders_lower_bounds, self.watermark_requests = 0, 0, [], 0
+            self.sandbox_s = 0.0  # CPU the in-process sandbox spent answering (same cores, same GIL)
 
 
 WIRE = Wire()
@@ -58,10 +59,13 @@ class SlowTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         time.sleep(self.latency_s)
+        started = time.thread_time()
         response = self.inner.handle_request(request)
         response.read()
+        answered = time.thread_time() - started
         with WIRE.lock:
             WIRE.requests += 1
+            WIRE.sandbox_s += answered
             WIRE.bytes += len(response.content)
             if request.url.path.endswith("/orders"):
                 where = json.loads(request.content).get("where") or []
@@ -146,24 +150,27 @@ def main(argv: list[str] | None = None) -> dict:
     keys = automation.day_range(first, now)
     tags = {RANGE_START: keys.start, RANGE_END: keys.end}
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    walls, requests, watermark_requests, sizes, loads = [], [], [], [], [load()]
+    walls, cpus, requests, watermark_requests, sizes, sandbox, loads = [], [], [], [], [], [], [load()]
     with dg.DagsterInstance.ephemeral() as instance:
         warm_up = 0 if args.history else 1  # a history run is the first fill itself
         for tick in range(args.repeat + warm_up):
             clock[0] = now + timedelta(minutes=args.advance_min * tick)
             WIRE.reset()
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             result = job.execute_in_process(instance=instance, tags=tags, run_config=quiet)
-            wall = time.perf_counter() - started
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
             assert result.success
             lowest = min(datetime.fromisoformat(v).replace(tzinfo=MSK) for v in WIRE.orders_lower_bounds)
             # No history re-read: every orders request is bounded below by the range's first day.
             assert lowest >= datetime.fromisoformat(keys.start).replace(tzinfo=MSK), lowest
             if tick >= warm_up:
                 walls.append(wall)
+                cpus.append(cpu)
                 requests.append(WIRE.requests)
                 watermark_requests.append(WIRE.watermark_requests)
                 sizes.append(WIRE.bytes)
+                sandbox.append(WIRE.sandbox_s)
+                steps = step_seconds(instance, result.run_id)
         loads.append(load())
     window_orders = sum(1 for o in box.account.orders_until(now)
                         if o.created_at >= datetime.fromisoformat(keys.start).replace(tzinfo=MSK))
@@ -173,15 +180,36 @@ def main(argv: list[str] | None = None) -> dict:
         "orders_created_in_range": window_orders, "range": f"{keys.start}..{keys.end}",
         "latency_ms": args.latency_ms, "concurrency": args.concurrency, "repeat": args.repeat,
         "wall_s_median": round(statistics.median(walls), 2), "wall_s_runs": [round(w, 2) for w in walls],
+        # This process's CPU (every thread, the in-process sandbox's answers included).
+        "cpu_s_median": round(statistics.median(cpus), 2),
         "requests_median": statistics.median(requests), "advance_min": args.advance_min,
         "watermark_requests_median": statistics.median(watermark_requests),
         "watermark_requests_max": max(watermark_requests),
         "response_kb_median": round(statistics.median(sizes) / 1024),
+        # The stand-in server's share of cpu_s (a real API answers on its own machine).
+        "sandbox_cpu_s_median": round(statistics.median(sandbox), 2),
+        "slowest_steps_s_last_run": dict(sorted(steps.items(), key=lambda s: -s[1])[:6]),
         "network_floor_s": round(statistics.median(requests) * latency_s / args.concurrency, 1),
         "loadavg": loads,
     }
     tmp.cleanup()
     return report
+
+
+def step_seconds(instance, run_id: str) -> dict[str, float]:
+    """Each step's wall seconds in a run, from its event log (start to success or failure)."""
+    import dagster as dg
+
+    started, took = {}, {}
+    for record in instance.get_records_for_run(run_id, of_type={
+            dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS,
+            dg.DagsterEventType.STEP_FAILURE}).records:
+        entry = record.event_log_entry
+        if entry.dagster_event.event_type == dg.DagsterEventType.STEP_START:
+            started[entry.step_key] = entry.timestamp
+        else:
+            took[entry.step_key] = round(entry.timestamp - started[entry.step_key], 2)
+    return took
 
 
 if __name__ == "__main__":

@@ -135,6 +135,12 @@ class RunRecordingClickHouseResource(ClickHouseResource):
     record_runs: bool = Field(False, description="Write meta_job_runs at the end of each run (embedded).")
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        try:
+            self._record(context)
+        finally:
+            super().teardown_after_execution(context)
+
+    def _record(self, context: dg.InitResourceContext) -> None:
         run = context.run
         if not (self.record_runs and run and context.instance):
             return
