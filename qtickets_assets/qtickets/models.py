@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,22 +25,26 @@ from pydantic import (
 )
 
 _ISO = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d")
+_NOT_ISO = "expected an ISO 8601 timestamp with a UTC offset, e.g. 2026-11-28T02:44:22+03:00"
+ZERO = Decimal(0)
 
 
-def _iso_text(value: Any) -> Any:
+def _instant(value: Any) -> datetime:
     # The API writes instants as ISO 8601 text with an offset (qtickets_api.md §10). Anything else (another
-    # date format, an epoch number that pydantic would read as UTC) is an error, never a guess.
+    # date format, an epoch number that pydantic would read as UTC) is an error, never a guess. One call
+    # parses it: `fromisoformat` (C) reads this text ~3x faster than pydantic's datetime parsing.
     if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str) or not _ISO.match(value):
-        raise ValueError("expected an ISO 8601 timestamp with a UTC offset, e.g. 2026-11-28T02:44:22+03:00")
-    return value
-
-
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None:
+        parsed = value
+    elif isinstance(value, str) and _ISO.match(value):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(_NOT_ISO) from None
+    else:
+        raise ValueError(_NOT_ISO)
+    if parsed.tzinfo is None:
         raise ValueError("timestamp has no UTC offset")
-    return value
+    return parsed
 
 
 def _empty_map(value: Any) -> Any:
@@ -52,17 +55,14 @@ def _empty_to_none(value: Any) -> Any:
     return None if value == "" else value
 
 
-def _money(value: Any) -> Any:
-    return Decimal(str(value)) if isinstance(value, float) else value
-
-
 def _money_or_zero(value: Any) -> Any:
-    return Decimal(0) if value is None or value == "" else _money(value)
+    return ZERO if value is None or value == "" else value
 
 
-Instant = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_aware)]
+Instant = Annotated[datetime, BeforeValidator(_instant)]
 # A price the BI numbers are built from must be there: absent or null is an error, not a free ticket.
-Money = Annotated[Decimal, BeforeValidator(_money)]
+# (pydantic reads a float as Decimal(str(value)): 490.5 -> Decimal("490.5"), no binary noise.)
+Money = Decimal
 # Amounts the contract documents as nullable (discount, refund) or that no number is built from.
 MoneyOrZero = Annotated[Decimal, BeforeValidator(_money_or_zero)]
 # The warehouse's column types: a value out of range is the record's error, not the insert's struct.error.
@@ -110,14 +110,14 @@ class Basket(Model):
     multiprice_code: str | None = None
     quantity: Count = 1
     price: Money
-    original_price: MoneyOrZero = Decimal(0)
-    discount_value: MoneyOrZero = Decimal(0)
+    original_price: MoneyOrZero = ZERO
+    discount_value: MoneyOrZero = ZERO
     created_at: Instant | None = None
     updated_at: Instant | None = None
     deleted_at: Instant | None = None
     checked_at: Instant | None = None
     refunded_at: Instant | None = None
-    refunded_amount: MoneyOrZero = Decimal(0)
+    refunded_amount: MoneyOrZero = ZERO
 
 
 class Order(Record):
@@ -132,7 +132,7 @@ class Order(Record):
     client_id: Id | None = None
     currency_id: str = "RUB"
     payment_type_id: Annotated[str, BeforeValidator(lambda v: "" if v is None else str(v))] = ""
-    price: MoneyOrZero = Decimal(0)  # the order total; the facts sum basket prices
+    price: MoneyOrZero = ZERO  # the order total; the facts sum basket prices
     utm: Map = Field(default_factory=dict)
     custom: Text = None
     fields: Map = Field(default_factory=dict)
@@ -178,7 +178,7 @@ class SeatRow(Record):
     ordered_quantity: Count
     payed_quantity: Count
     in_basket_quantity: Count
-    price: MoneyOrZero = Decimal(0)
+    price: MoneyOrZero = ZERO
     multiprice_code: Text = None
 
 
