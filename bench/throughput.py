@@ -2,8 +2,9 @@
 insert into chDB, the orders asset's and the IO manager's own functions, no network.
 
 Floor, measured in the same run on the same bytes: orjson parse + one Arrow batch of the baskets,
-untransformed, via insert_arrow. Both insert once per --batch-pages pages (the IO manager inserts a whole
-chunk of orders at once). Reports medians of --repeat runs and the ratio pipeline/floor (per repeat).
+untransformed, via insert_arrow, once per --batch-pages pages; the pipeline chunks and inserts as the asset
+and the IO manager do (`order_chunks`, `insert_chunks`). Reports medians of --repeat runs and the ratio
+pipeline/floor (per repeat).
 
     .venv/bin/python bench/throughput.py --orders 40000 --repeat 5
     .venv/bin/python bench/throughput.py --smoke           # tiny, for CI: proves the script runs
@@ -28,7 +29,7 @@ from qtickets_assets.qtickets.models import Order, parse
 from qtickets_assets.sandbox import Sandbox, render_order
 from qtickets_assets.warehouse.engine import INSERT_SETTINGS, open_client
 from qtickets_assets.warehouse.migrations import migrate
-from qtickets_assets.warehouse.writes import arrow_schema, insert_columns, new_version, stamp
+from qtickets_assets.warehouse.writes import insert_chunks, new_version
 
 PAGE = 100
 TABLE = "stg_qtickets_api_orders_raw"
@@ -57,11 +58,10 @@ def batches(pages: list[bytes], size: int) -> list[list[bytes]]:
 
 def pipeline(client, pages: list[bytes], batch_pages: int) -> None:
     """The orders asset's path: records parsed into models, chunked into staging rows with the collector
-    paused (`order_chunks`), written as the IO manager writes (`stamp`, one Arrow batch a chunk)."""
-    version, schema = new_version(), arrow_schema(client, TABLE)
+    paused (`order_chunks`, the asset's chunk size), written as the IO manager writes (`insert_chunks`:
+    stamped, Arrow, batched). `batch_pages` is the floor's."""
     orders = (parse(Order, row, source="page") for page in pages for row in orjson.loads(page)["data"])
-    for rows, _ in order_chunks(orders, batch_pages * PAGE):
-        insert_columns(client, TABLE, stamp(TABLE, rows, version), schema)
+    insert_chunks(client, TABLE, (rows for rows, _ in order_chunks(orders)), new_version())
 
 
 def floor(client, pages: list[bytes], batch_pages: int) -> None:
@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=40_000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--batch-pages", type=int, default=50, help="pages (of 100 orders) per insert")
+    parser.add_argument("--batch-pages", type=int, default=50, 
+                        help="the floor's pages (of 100 orders) per insert")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
     if args.smoke:

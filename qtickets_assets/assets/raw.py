@@ -59,7 +59,7 @@ def stg_qtickets_api_orders_raw(
 class OrderChanges:
     """The warehouse side of the orders staging, run by the IO manager with its client (a dry run, which
     has no warehouse, skips it): before the first API read, the watermark (the newest landed
-    `order_updated_at`) sets the changed-orders read; before each chunk replaces its orders, and for the
+    `order_updated_at`) sets the changed-orders read; before each insert replaces its orders, and for the
     orders gone from the API, their Moscow payment days, old (staging, before the rewrite) and new, are
     marked for the fact when they lie outside the window's own days."""
 
@@ -68,6 +68,8 @@ class OrderChanges:
         self.last = reads.window.end.astimezone(MSK).date()
         self.reads, self.overlap, self.run_id, self.log = reads, overlap, run_id, log
         self.marked: set[date] = set()
+        self.new_days: set[date] = set()  # of the chunks not inserted yet
+        self.order_ids: set[int] = set()  # likewise
 
     def start(self, client) -> None:
         landed = sales_days.watermark(client)
@@ -75,8 +77,14 @@ class OrderChanges:
         self.log.info(f"watermark: {landed.isoformat() if landed else 'nothing landed yet'}")
 
     def chunk(self, client, rows: Rows) -> None:
-        new = {moment.astimezone(MSK).date() for moment in rows.columns["payed_at"] if moment is not None}
-        self._mark(client, new | sales_days.paid_days(client, rows.columns["order_id"]))
+        self.new_days |= {moment.astimezone(MSK).date() for moment in rows.columns["payed_at"]
+                          if moment is not None}
+        self.order_ids.update(rows.columns["order_id"])
+
+    def before_insert(self, client) -> None:
+        # One read of the old days per insert (not per chunk): the rows it replaces are still there.
+        self._mark(client, self.new_days | sales_days.paid_days(client, self.order_ids))
+        self.new_days, self.order_ids = set(), set()
 
     def done(self, client) -> None:
         self._mark(client, sales_days.paid_days(client, self.reads.gone))

@@ -24,13 +24,11 @@ from .writes import (
     DeleteGuard,
     Rows,
     RowStream,
-    arrow_schema,
     chunks,
     daily_counts,
     identifier,
-    insert_columns,
+    insert_chunks,
     new_version,
-    stamp,
     tombstone_stale,
     window_condition,
 )
@@ -59,19 +57,11 @@ def write(client, table: str, metadata: dict, obj: Rows | RowStream, window: dg.
           guard: DeleteGuard) -> tuple[int, int, int, dict[str, dict]]:
     """Insert `obj` and tombstone the live rows of its scope it did not rewrite: (rows written, rows
     tombstoned, version, counts per day of the window)."""
-    version, count = new_version(), 0
+    version = new_version()
     before_write = obj.before_write if isinstance(obj, RowStream) else None
     if before_write:
         before_write.start(client)
-    schema = None
-    for chunk in chunks(obj):
-        if not len(chunk):
-            continue
-        if before_write:
-            before_write.chunk(client, chunk)
-        schema = schema or arrow_schema(client, table)  # one DESCRIBE per write, not per chunk
-        insert_columns(client, table, stamp(table, chunk, version), schema)
-        count += len(chunk)
+    count = insert_chunks(client, table, chunks(obj), version, before_write)
     if before_write:
         before_write.done(client)
     replaced = obj.replaced_ids if isinstance(obj, RowStream) else None

@@ -5,7 +5,7 @@ import pytest
 
 from qtickets_assets.partitions import daily_partitions
 from qtickets_assets.transform import order_rows
-from qtickets_assets.warehouse.writes import ALLOW_MASS_DELETE, RowStream
+from qtickets_assets.warehouse.writes import ALLOW_MASS_DELETE, RowStream, insert_chunks, new_version
 from tests.builders import STAGING_METADATA, D, at, basket, order
 
 
@@ -58,4 +58,28 @@ def test_a_failing_stream_keeps_earlier_rows_and_writes_no_tombstone(resources, 
         dg.materialize([staging_from(broken)], resources=resources, partition_key=D.isoformat())
     with clickhouse.get_client() as client:
         live = client.query("SELECT count() FROM stg_qtickets_api_orders_raw FINAL").result_rows[0][0]
-    assert live == 40  # the 30 earlier rows stay live; the 10 fresh rows landed; nothing was tombstoned
+    # The 30 earlier rows stay live and nothing was tombstoned; the 10 fresh rows were still waiting for
+    # their insert (a batch of INSERT_ROWS) when the stream failed, so they never landed.
+    assert live == 30
+
+
+def test_chunks_are_inserted_in_batches_and_the_hook_sees_each_chunk_before_its_insert(clickhouse):
+    table = "stg_qtickets_api_orders_raw"
+
+    class Recorder:
+        def __init__(self):
+            self.events = []
+
+        def chunk(self, client, rows):
+            self.events.append(("chunk", len(rows)))
+
+        def before_insert(self, client):  # the rows already in the table when an insert starts
+            self.events.append(("insert", client.query(f"SELECT count() FROM {table}").result_rows[0][0]))
+
+    hooks = Recorder()
+    stream = (order_rows(orders(1000 + 100 * n, 40)) for n in range(5))
+    with clickhouse.get_client() as client:
+        written = insert_chunks(client, table, stream, new_version(), hooks, insert_rows=100)
+        live = client.query(f"SELECT count() FROM {table} FINAL").result_rows[0][0]
+    assert (written, live) == (200, 200)
+    assert hooks.events == [("chunk", 40)] * 3 + [("insert", 0)] + [("chunk", 40)] * 2 + [("insert", 120)]
