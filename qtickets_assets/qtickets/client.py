@@ -369,13 +369,10 @@ class QTicketsClient:
         body = dict(body or {})
         asked = int(body.pop("perPage", self.per_page))
         body.pop("page", None)
-        first = self._page(path, body, 1, asked)
-        if not first.rows:
+        page = self._page(path, body, 1, asked)
+        if not page.rows:
             return
-        yield first
-        per_page, total = first.per_page, first.total
-        if total is None and len(first.rows) < per_page:
-            return
+        per_page, total = page.per_page, page.total
 
         def last_page() -> float:
             if total is None:  # no paging block: go on until an empty page
@@ -385,22 +382,27 @@ class QTicketsClient:
         pool = ThreadPoolExecutor(self.concurrency) if self.concurrency > 1 else None
         in_flight: deque[tuple[int, Future[Page] | None]] = deque()
         next_number = 2
+
+        def fill() -> None:
+            nonlocal next_number
+            while len(in_flight) < self.concurrency and next_number <= last_page():
+                future = pool.submit(self._page, path, body, next_number, asked) if pool else None
+                in_flight.append((next_number, future))
+                next_number += 1
+
         try:
             while True:
-                while len(in_flight) < self.concurrency and next_number <= last_page():
-                    future = pool.submit(self._page, path, body, next_number, asked) if pool else None
-                    in_flight.append((next_number, future))
-                    next_number += 1
-                if not in_flight:
+                last = total is None and len(page.rows) < per_page
+                if not last:
+                    fill()  # before the caller works on this page: `concurrency` requests stay in flight
+                yield page
+                if last or not in_flight:
                     return
                 number, future = in_flight.popleft()
                 page = future.result() if future else self._page(path, body, number, asked)
                 if not page.rows:
                     return
-                yield page
                 per_page, total = page.per_page, page.total if page.total is not None else total
-                if total is None and len(page.rows) < per_page:
-                    return
         finally:
             if pool:
                 pool.shutdown(wait=True, cancel_futures=True)

@@ -698,7 +698,9 @@ class Sandbox:
         select = body.get("select")
         if not select:
             return seat_hierarchy(rows, minimal=True)  # observed: no counters without select
-        rows = [project(r, select_tree(select)) for r in rows] if self.honour_select else rows
+        if self.honour_select:
+            tree = select_tree(select)  # once a call, not per row: a show has up to ~1,400 rows
+            rows = [project(r, tree) for r in rows]
         if body.get("flat") in (True, 1, "1", "true"):
             return {row["id"]: row for row in rows} if rows and "id" in rows[0] else dict(enumerate(rows))
         return seat_hierarchy(rows, minimal=False)

@@ -346,6 +346,20 @@ def test_bounded_concurrency_keeps_order(sleeps, respx_mock):
     assert 2 <= peak[0] <= 3
 
 
+def test_the_next_pages_are_fetched_while_the_caller_works_on_one(sleeps, respx_mock):
+    route = respx_mock.get(BASE + "orders").mock(side_effect=paged(
+        [([{"id": 2 * n + 1}, {"id": 2 * n + 2}], 20, 2) for n in range(10)]))
+    with QTicketsClient(BASE, TOKEN, sleep=sleeps, per_page=2, concurrency=3) as api:
+        pages = api.pages("orders")
+        assert next(pages).number == 1  # the caller holds page 1: pages 2-4 are asked for meanwhile
+        deadline = time.monotonic() + 5
+        while route.call_count < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        assert route.call_count == 4  # never more than `concurrency` ahead
+        assert [page.number for page in pages] == list(range(2, 11))
+
+
 # -- filtering and records ----------------------------------------------------------------------------
 
 
