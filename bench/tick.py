@@ -13,7 +13,7 @@ fill) is not timed; then --repeat ticks; medians of wall time, requests (and tho
 read) and response bytes.
 
     .venv/bin/python bench/tick.py --repeat 5
-    .venv/bin/python bench/tick.py --concurrency 4   # QTICKETS_CONCURRENCY (default: the setting's, 2)
+    .venv/bin/python bench/tick.py --concurrency 4   # QTICKETS_CONCURRENCY (default: the setting's, 4)
     .venv/bin/python bench/tick.py --history --repeat 1   # the whole history (every partition) in one run
     .venv/bin/python bench/tick.py --smoke
 """
