@@ -48,22 +48,23 @@ def reread_events_of_missing_shows(context: dg.AssetCheckExecutionContext, click
     events = sorted({event_id for event_id, _ in missing}, reverse=True)
     chosen = events[:qtickets.repair_max_events]
     capped = len(events) > len(chosen)
-    found, unknown = [], []
+    found = []
     if chosen:
         with qtickets.get_client() as api:
-            for event_id in chosen:
-                event = api.event(event_id)
-                (found if event is not None else unknown).append(event if event is not None else event_id)
+            found = [event for event in map(api.event, chosen) if event is not None]
+    ids = [event.id for event in found]
+    listed = {(event.id, show.id) for event in found for show in event.shows}
+    unknown = sorted(set(chosen) - set(ids), reverse=True)
+    unlisted = [(e, s) for e, s in missing if e in ids and (e, s) not in listed]
     if found:
         rows = event_rows(sorted(found, key=lambda e: e.id))
         rows.scope = ("0", {})  # an upsert: nothing else in the table is replaced
         metadata = dict(STAGING.specs_by_key[STAGING.key].metadata)
         written, _, _, _ = write(client, STAGING.key.path[-1], metadata, rows, None,
                                  clickhouse.delete_guard(STAGING.key.to_user_string(), context.run.tags))
-        ids = [event.id for event in found]
+        guard = clickhouse.delete_guard("dim_events", context.run.tags)
         dim = rebuild(client, "dim_events", DIM_OF_EVENTS, where="event_id IN {events:Array(UInt64)}",
-                            parameters={"events": ids},
-                            guard=clickhouse.delete_guard("dim_events", context.run.tags))
+                      parameters={"events": ids}, guard=guard)
         description = f"repair: events {ids} re-read for ordered shows missing from dim_events"
         for key, count in ((STAGING.key, written), (marts.dim_events.key, dim["dagster/row_count"])):
             context.op_execution_context.log_event(dg.AssetMaterialization(
@@ -71,7 +72,9 @@ def reread_events_of_missing_shows(context: dg.AssetCheckExecutionContext, click
     note = (f"ordered shows missing from dim_events: {_pairs(missing)}; re-read {len(chosen)} events "
             f"(GET events/{{id}}): {chosen}")
     if unknown:
-        note += f"; unknown to the API (404): events {sorted(unknown)}"
+        note += f"; unknown to the API (404): events {unknown}"
+    if unlisted:
+        note += f"; not listed by their event: {_pairs(unlisted)}"
     if capped:
         note += f"; cap hit ({CAP}={qtickets.repair_max_events}): not re-read events {events[len(chosen):]}"
     context.log.warning(note)

@@ -124,6 +124,7 @@ def test_shows_the_api_does_not_know_still_fail_naming_them(api, resources, clic
     assert evaluation.metadata["repair/keys"].value == ["event:3", "event:2", "event:1"]
     assert evaluation.metadata["repair/reread"].value == 2  # event 3 is unknown
     assert "unknown to the API (404): events [3]" in evaluation.description
+    assert "not listed by their event: show 12 (event 1)" in evaluation.description
     assert (2, 21) in dim(clickhouse)  # what could be repaired was
 
 
