@@ -27,8 +27,10 @@ NO_BASKET = (
 
 
 def _json(value: object) -> bytes:
-    # UTF-8 bytes, as Arrow and ClickHouse take them: no decode to str and re-encode per value.
-    return orjson.dumps(value)
+    # UTF-8 bytes, as Arrow and ClickHouse take them: no decode to str and re-encode per value. Copied to
+    # their own size: orjson's result keeps its ~8 KB write buffer (12.5 MB for a chunk of 500 orders,
+    # whose raw JSON is ~1.1 MB).
+    return bytes(memoryview(orjson.dumps(value)))
 
 
 def _without(raw: dict, key: str) -> dict:

@@ -27,6 +27,17 @@ from filelock import FileLock, Timeout
 log = logging.getLogger(__name__)
 
 INSERT_SETTINGS = {"async_insert": 0}  # client-side batches; same behaviour on chDB and servers
+# Embedded engine only: chDB merges inside our process, so a merge's memory is the run's RSS. ClickHouse
+# merges parts of fewer than 131,072 rows horizontally (every column at once: a read and a compression
+# buffer per column and part); on the 36-column orders staging each such merge took ~200 MB during a
+# backfill. Vertical merges (the key columns, then one column at a time) took ~50 MB, same wall time
+# (bench/README.md, "Target 3 (stop 18)"). Servers keep ClickHouse's defaults.
+EMBEDDED_TABLE_SETTINGS = {"vertical_merge_algorithm_min_rows_to_activate": 1}
+# chDB's own jemalloc (it reads JE_MALLOC_CONF when chDB is loaded, so it must be set before the first
+# embedded client). ClickHouse keeps freed pages for 5 s (`dirty_decay_ms:5000`), tuned for a server that
+# owns its host; in our process that is tens of MB of RSS between inserts. 1 s gave ~15-35 MB less peak
+# RSS at the same CPU time; 0 gave ~30-40 MB less but +17% CPU (page faults). An operator's value wins.
+EMBEDDED_JEMALLOC = ("JE_MALLOC_CONF", "dirty_decay_ms:1000")
 SETTING = "CLICKHOUSE_DSN (chdb:///path) or QTICKETS_DATA_DIR"
 POLL_S = 0.2
 
@@ -144,6 +155,7 @@ def _lock(path: Path, lock_file: Path, deadline: float, timeout_s: float) -> Fil
 def _open_chdb(path: Path, first: bool, deadline: float, timeout_s: float, **client_kwargs) -> Client:
     """Open chDB on `path`. If this process is its `first` user and a process that does not use our
     lock has it open, wait (probing its lock silently: each failed open makes chDB print to stderr)."""
+    os.environ.setdefault(*EMBEDDED_JEMALLOC)  # no effect once chDB is loaded: the first open sets it
     announced = False
     while True:
         try:
@@ -164,6 +176,24 @@ def _open_chdb(path: Path, first: bool, deadline: float, timeout_s: float, **cli
     if announced:
         log.warning("embedded ClickHouse at %s is free again; continuing", path)
     return client
+
+
+def tune_embedded_tables(client: Client, database: str) -> list[str]:
+    """Give every MergeTree table of `database` the `EMBEDDED_TABLE_SETTINGS` it lacks (tables a later
+    migration creates get them on the next start); returns the tables altered."""
+    tables = client.query(
+        "SELECT name, create_table_query FROM system.tables "
+        "WHERE database = {database:String} AND engine LIKE '%MergeTree'", parameters={"database": database}
+    ).result_rows
+    altered = []
+    for name, ddl in tables:
+        # The engine writes a table's settings back into its DDL as `name = value`.
+        missing = [f"{key} = {value}" for key, value in EMBEDDED_TABLE_SETTINGS.items()
+                   if f"{key} = {value}" not in ddl]
+        if missing:
+            client.command(f"ALTER TABLE `{database}`.`{name}` MODIFY SETTING {', '.join(missing)}")
+            altered.append(name)
+    return altered
 
 
 @contextmanager

@@ -8,7 +8,7 @@ import dagster as dg
 from clickhouse_connect.driver.client import Client
 from pydantic import Field, PrivateAttr
 
-from .engine import open_client, redact
+from .engine import open_client, redact, tune_embedded_tables
 from .migrations import migrate
 from .writes import ALLOW_MASS_DELETE, DeleteGuard
 
@@ -104,7 +104,7 @@ class ClickHouseResource(dg.ConfigurableResource):
 
     def migrate(self) -> list[str]:
         with open_client(self.dsn, lock_timeout_s=self.lock_timeout_s, **self.client_options()) as client:
-            applied = migrate(client, self.database, cluster=self.cluster or None)
+            applied = self._migrate(client)
         _migrated.add((self.dsn, self.database))
         return applied
 
@@ -112,5 +112,11 @@ class ClickHouseResource(dg.ConfigurableResource):
         key = (self.dsn, self.database)
         with _migrate_mutex:
             if key not in _migrated:
-                migrate(client, self.database, cluster=self.cluster or None)
+                self._migrate(client)
                 _migrated.add(key)
+
+    def _migrate(self, client: Client) -> list[str]:
+        applied = migrate(client, self.database, cluster=self.cluster or None)
+        if self.embedded:
+            tune_embedded_tables(client, self.database)
+        return applied
