@@ -9,7 +9,9 @@
   change without any signal; the daily pass brings them back in line.
 - Freshness: the policy is applied in definitions.py (once, over the asset specs) and evaluated by the
   daemon; `freshness_alerts` turns state changes into notifications (open-source Dagster has no alerts).
-- `run_failure_alerts`: every failed run, through the same notifier.
+- `run_failure_alerts`: every failed run, through the same notifier (with its failed checks, if any).
+- `check_failure_alerts`: every successful run whose asset checks found something (no check blocks a
+  run: assets/checks.py); the alert carries each check's description (the keys, what a repair re-read).
 - Both write their alerts to the outbox (notify.py) before sending; the freshness sensor, evaluated every
   minute, also sends whatever is still pending, so an alert is retried until each backend took it.
 Sensors and schedules only read the Dagster instance and call webhooks: they never open the warehouse.
@@ -24,7 +26,7 @@ import dagster as dg
 
 from .notify import Alert, Notifier, Outbox, outbox_path
 from .partitions import TIMEZONE, daily_partitions
-from .runs import RANGE_END, RANGE_START, partition_range, root_error, scrub_secrets
+from .runs import RANGE_END, RANGE_START, failed_checks, partition_range, root_error, scrub_secrets
 from .settings import get_settings
 
 FRESHNESS_POLICY = dg.FreshnessPolicy.time_window(
@@ -173,6 +175,7 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, notifier: Notifier):
     run = context.dagster_run
     errors = [f"{event.step_key}: {root_error(event.step_failure_data.error)[:300]}"
               for event in context.get_step_failure_events() if event.step_failure_data.error]
+    errors += [f"check {failed[:500]}" for failed in failed_checks(context.instance, run.run_id)]
     text = scrub_secrets("\n".join(errors) or context.failure_event.message or "run failed")
     alert = Alert(
         kind="run_failure", severity="critical", title=f"run of {run.job_name} failed",
@@ -186,6 +189,26 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, notifier: Notifier):
     context.log.info(outbox.deliver(notifier).summary())
 
 
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="check_failure_alerts",
+                      default_status=dg.DefaultSensorStatus.RUNNING, monitor_all_code_locations=True,
+                      description="A successful run with failed checks -> an alert with their findings.")
+def check_failure_alerts(context: dg.RunStatusSensorContext, notifier: Notifier):
+    run = context.dagster_run
+    failed = failed_checks(context.instance, run.run_id)
+    if not failed:
+        return
+    alert = Alert(
+        kind="check_failure", severity="warning",
+        title=f"run of {run.job_name}: {len(failed)} asset check{'s' if len(failed) > 1 else ''} failed",
+        text="\n".join(f[:700] for f in failed)[:1500],
+        fields={"run_id": run.run_id, "partitions": partition_range(run.tags) or "-"},
+        url=f"{notifier.ui_url.rstrip('/')}/runs/{run.run_id}" if notifier.ui_url else "",
+    )
+    outbox = Outbox(outbox_path(context.instance))
+    outbox.put(f"check_failure:{run.run_id}", alert, notifier.backends())
+    context.log.info(outbox.deliver(notifier).summary())
+
+
 schedules: list[dg.ScheduleDefinition] = [every_15_minutes, daily_reconcile]
-sensors: list[dg.SensorDefinition] = [freshness_alerts, run_failure_alerts]
+sensors: list[dg.SensorDefinition] = [freshness_alerts, run_failure_alerts, check_failure_alerts]
 jobs = [refresh_job, reconcile_job]

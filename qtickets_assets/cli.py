@@ -142,14 +142,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _sandbox(settings, faults=None, event_every_days: float | None = None):
-    from .sandbox import Sandbox
+    from .sandbox import Sandbox, parse_resales
 
     as_of = settings.qtickets_sandbox_as_of
     return Sandbox(seed=settings.qtickets_sandbox_seed, opened_on=settings.qtickets_partitions_start,
                    orders_per_day=settings.qtickets_sandbox_orders_per_day,
                    clock=(lambda: as_of) if as_of else None,
                    event_every_days=event_every_days or settings.qtickets_sandbox_event_every_days,
-                   faults=faults)
+                   faults=faults, resales=parse_resales(settings.qtickets_sandbox_resales))
 
 
 def cmd_sandbox_serve(args: argparse.Namespace) -> int:

@@ -45,6 +45,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         sandbox_orders_per_day=settings.qtickets_sandbox_orders_per_day,
         sandbox_event_every_days=settings.qtickets_sandbox_event_every_days,
         sandbox_as_of=settings.qtickets_sandbox_as_of.isoformat() if settings.qtickets_sandbox_as_of else "",
+        sandbox_resales=settings.qtickets_sandbox_resales,
         watermark_overlap_s=settings.qtickets_watermark_overlap_s,
         repair_max_shows=settings.qtickets_repair_max_shows,
         repair_max_orders=settings.qtickets_repair_max_orders,

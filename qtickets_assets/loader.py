@@ -97,11 +97,15 @@ def load(settings: Settings, since_hours: float, dry_run: bool = False, verbose:
                "partitions": row["partition_range"], "status": row["status"], "rows": row["rows"]}
     if row["error"]:
         summary["error"] = row["error"]
+    if row["failed_checks"]:  # no check blocks the run; a script calling `load` still needs to know
+        summary["failed_checks"] = row["failed_checks"]
     print(json.dumps(summary, ensure_ascii=False, sort_keys=True))
     if not result.success:
         first = (row["error"] or "the run failed").splitlines()[0]
         print(f"load failed: {first}" + ("" if verbose else " (the trace: --verbose)"), file=sys.stderr)
-    return EXIT_OK if result.success else EXIT_FAILED
+    elif row["failed_checks"]:
+        print(f"load: check failed: {row['failed_checks'][0][:300]}", file=sys.stderr)
+    return EXIT_OK if result.success and not row["failed_checks"] else EXIT_FAILED
 
 
 def health_check(settings: Settings, wait_s: float) -> int:

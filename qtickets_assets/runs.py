@@ -51,6 +51,19 @@ def partition_range(tags: Mapping[str, str]) -> str:
     return tags.get("dagster/partition", "")
 
 
+def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """The run's failed asset checks, each as "asset:check: description" (the offending keys and, after a
+    repair, what was re-read), without secrets."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    failed = []
+    for record in records:
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        if not evaluation.passed:
+            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+            failed.append(scrub_secrets(f"{name}: {evaluation.description or 'failed'}")[:MAX_ERROR_CHARS])
+    return failed
+
+
 def run_row(instance: dg.DagsterInstance, run_id: str, *, finished: bool) -> dict:
     """The meta_job_runs row of a run, from its run record and event log.
 
@@ -113,6 +126,7 @@ def run_row(instance: dg.DagsterInstance, run_id: str, *, finished: bool) -> dic
         "repaired": sorted(repaired),
         "repair_reread": sum(reread.values()),
         "repair_capped": int(capped),
+        "failed_checks": failed_checks(instance, run_id),
         "_ver": time.time_ns(),
     }
 

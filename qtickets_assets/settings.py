@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     qtickets_sandbox_as_of: datetime | None = Field(
         None, description="Freeze the sandbox clock at this instant (with offset); unset: the real clock."
     )
+    qtickets_sandbox_resales: str = Field(
+        "", description="SHOW_ID@ISO_INSTANT, comma-separated: the sandbox refunds older tickets of the show "
+        "without a webhook at that instant and sells the show out (issue 16's stale over-capacity)."
+    )
     clickhouse_lock_timeout_s: float = Field(
         600.0, ge=0, description="Embedded mode: how long to wait for another process to release the engine."
     )
@@ -145,6 +149,19 @@ class Settings(BaseSettings):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("needs a UTC offset, e.g. 2026-11-20T12:00:00+03:00")
+        return value
+
+    @field_validator("qtickets_sandbox_resales")
+    @classmethod
+    def _resales(cls, value: str) -> str:
+        if value.strip():
+            from .sandbox.account import parse_resales
+
+            try:
+                parse_resales(value)
+            except ValueError as error:
+                raise ValueError(f"must be SHOW_ID@ISO_INSTANT with an offset, comma-separated ({error})") \
+                    from None
         return value
 
     @field_validator("clickhouse_database")

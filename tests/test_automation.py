@@ -256,3 +256,31 @@ def test_run_failure_alert_survives_a_failed_delivery_and_holds_no_secret(instan
     assert "broken: RuntimeError: GET orders: HTTP 500 with token ***" in alert["text"]
     assert "tok-very-secret-42" not in json.dumps(alert)
     assert alert["fields"]["partitions"] == "2026-11-21"
+
+
+@pytest.mark.slow
+@respx.mock
+def test_a_successful_run_whose_check_failed_alerts_with_what_the_check_found(instance, daemon):
+    hook = respx.post(HOOK).respond(200)
+    respx.post(SLACK).respond(200)
+    daemon()
+
+    @dg.asset
+    def fact():
+        return 1
+
+    @dg.asset_check(asset=fact)
+    def within_capacity():
+        return dg.AssetCheckResult(passed=False, description="1 shows over capacity, e.g. (300044, 300); "
+                                   "still so after the repair: re-read 120 paid orders of shows [300044]")
+
+    result = dg.materialize([fact, within_capacity], instance=instance, raise_on_error=False)
+    assert result.success  # a check blocks nothing
+    daemon()
+    [alert] = sent(hook)
+    assert alert["kind"] == "check_failure"
+    assert alert["title"] == "run of __ephemeral_asset_job__: 1 asset check failed"
+    assert alert["text"] == ("fact:within_capacity: 1 shows over capacity, e.g. (300044, 300); "
+                             "still so after the repair: re-read 120 paid orders of shows [300044]")
+    daemon()
+    assert hook.call_count == 1  # once per run

@@ -145,7 +145,7 @@ def test_the_daemon_never_opens_chdb_in_embedded_mode(tmp_path):
     dg.Definitions.validate_loadable(server)  # the record sensors' resources resolve
     names = {sensor.name for sensor in embedded.sensors}
     # Alerts call webhooks, pending_webhooks reads the hook store: none of them opens the warehouse.
-    assert names == {"freshness_alerts", "run_failure_alerts", "pending_webhooks"}
+    assert names == {"freshness_alerts", "run_failure_alerts", "check_failure_alerts", "pending_webhooks"}
     assert {"meta_job_runs_ok", "meta_job_runs_failed"} <= {sensor.name for sensor in server.sensors}
     assert embedded.resources["clickhouse"].record_runs is True
     assert server.resources["clickhouse"].record_runs is False

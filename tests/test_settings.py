@@ -35,6 +35,8 @@ def test_server_dsn_is_not_embedded():
         ("QTICKETS_API_BASE_URL", "not a url"),
         ("QTICKETS_REPAIR_MAX_DAYS", "-1"),
         ("QTICKETS_REPAIR_MAX_EVENTS", "many"),
+        ("QTICKETS_SANDBOX_RESALES", "300044@2026-11-21T12:05:00"),  # no offset
+        ("QTICKETS_SANDBOX_RESALES", "show@2026-11-21T12:05:00+03:00"),
     ],
 )
 def test_bad_value_names_the_setting(monkeypatch, name, value):

@@ -3,10 +3,14 @@
 No "keys unique" check on a table whose sorting key is its business key: after FINAL such a key cannot
 repeat (tests/assets/test_checks.py verifies the sorting keys in the migrations).
 
-Blocking: a failed blocking check fails the run (the run-failure alert) and skips what depends on the
-asset in that run. The BI views read the facts live, so skipping their refresh hides nothing from a
-dashboard: a blocking check on a mart makes the defect loud, it does not keep it out of sight. Each
-check reports what it counted.
+None blocks: a blocking check only skips what depends on its asset in the run, and here that stops nothing
+worth stopping. The BI views are SQL over the facts, so a dashboard already shows what a failed check
+found whether or not the views' `CREATE OR REPLACE` runs; blocking the sales fact's checks would even
+skip the inventory refresh. A failed check is made loud instead: `check_failure_alerts` (automation.py)
+sends an alert with its description, `meta_job_runs.failed_checks` records it and `load` exits 1.
+Where the product can explain a failure by stale source data, it repairs those keys before the check
+passes judgement (repair*.py) and the check fails only on what is still wrong, saying what was repaired.
+Each check reports what it counted and, when it fails, a description naming the offending keys.
 """
 
 from collections.abc import Mapping
@@ -26,12 +30,15 @@ ALL_DAYS = dg.TimeWindow(datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, 
 
 
 def _result(client, bad_rows_sql: str, parameters: dict | None = None, description: str | None = None,
-            **metadata) -> dg.AssetCheckResult:
-    """Passes when `bad_rows_sql` returns no rows; otherwise shows their count and a few of them.
-    One evaluation of `bad_rows_sql`."""
+            what: str = "offending rows", **metadata) -> dg.AssetCheckResult:
+    """Passes when `bad_rows_sql` returns no rows; otherwise shows their count and a few of them, and
+    describes them as `what` before `description` (the alert's text). One evaluation of `bad_rows_sql`."""
     count, sample = client.query(
         f"SELECT count(), groupArray({SAMPLE})(tuple(*)) FROM ({bad_rows_sql})", parameters=parameters or {}
     ).result_rows[0]
+    if count:
+        described = "; ".join("(" + ", ".join(str(v) for v in row) + ")" for row in sample)
+        description = f"{count} {what}, e.g. {described}" + (f"; {description}" if description else "")
     return dg.AssetCheckResult(
         passed=count == 0,
         description=description,
@@ -43,7 +50,7 @@ def _result(client, bad_rows_sql: str, parameters: dict | None = None, descripti
     )
 
 
-@dg.asset_check(asset=marts.fact_qtickets_inventory_latest, blocking=True)
+@dg.asset_check(asset=marts.fact_qtickets_inventory_latest)
 def one_row_per_show(clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
     """A show belongs to one event: the table's key is (event_id, show_id), so a show that appears under
     two events would count its seats twice in v_sales_latest."""
@@ -59,7 +66,7 @@ def one_row_per_show(clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
 def covers_ordered_shows(context: dg.AssetCheckExecutionContext, clickhouse: ClickHouseResource,
                          qtickets: QTicketsResource) -> dg.AssetCheckResult:
     """Every show with tickets in order staging has its row in dim_events (else the dashboards show its
-    sales without a name). Not blocking: the numbers are right, a name is missing. Before failing, the
+    sales without a name): the numbers are right, a name is missing. Before failing, the
     events of the missing shows are re-read from the API and upserted (repair_events.py): what fails is
     still missing after that, and the result says what was re-read."""
     with clickhouse.get_client() as client:
@@ -71,7 +78,7 @@ def covers_ordered_shows(context: dg.AssetCheckExecutionContext, clickhouse: Cli
         return _result(client, repair_events.MISSING_SHOWS, None, repaired[repair.REPAIR_SUMMARY], **repaired)
 
 
-@dg.asset_check(asset=marts.fact_qtickets_sales_daily, blocking=True)
+@dg.asset_check(asset=marts.fact_qtickets_sales_daily)
 def counts_non_negative(clickhouse: ClickHouseResource) -> dg.AssetCheckResult:
     """Money is never negative, and a row never counts more paid orders than tickets sold."""
     with clickhouse.get_client() as client:
@@ -104,7 +111,6 @@ def run_days(run_tags: Mapping[str, str]) -> dg.TimeWindow | None:
 # and "Passed" for one check. Unpartitioned, it has one state: its last evaluation, over the run's days.
 @dg.asset_check(
     asset=marts.fact_qtickets_sales_daily,
-    blocking=True,
     additional_deps=[raw.stg_qtickets_api_orders_raw],
     pool="fact_qtickets_sales_daily",  # its repair writes the fact: one writer per table
 )
@@ -142,7 +148,6 @@ def agrees_with_staging(context: dg.AssetCheckExecutionContext, clickhouse: Clic
 
 @dg.asset_check(
     asset=marts.fact_qtickets_inventory_latest,
-    blocking=True,
     additional_deps=[marts.fact_qtickets_sales_daily],
 )
 def sold_within_capacity(context: dg.AssetCheckExecutionContext,
@@ -155,12 +160,15 @@ def sold_within_capacity(context: dg.AssetCheckExecutionContext,
     if event and event.run_id == context.run.run_id and event.asset_materialization:
         repaired = {key: value for key, value in event.asset_materialization.metadata.items()
                     if key.startswith("repair/")}
+    summary = repaired.get(repair.REPAIR_SUMMARY)
     with clickhouse.get_client() as client:
         return _result(
             client,
             f"SELECT inventory.show_id, capacity, free_seats, sold_seats, sales.tickets_sold "
             f"{repair.INVENTORY_WITH_SALES} "
             "WHERE sold_seats > capacity OR free_seats > capacity OR sales.tickets_sold > capacity",
+            description=f"still so after the repair: {summary.value if summary else 'no repair ran'}",
+            what="shows over capacity (show_id, capacity, free_seats, sold_seats, fact tickets_sold)",
             **repaired,
         )
 
@@ -177,9 +185,11 @@ def _view_check(view: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
                 rows = views.count_view(client, name)
                 mismatches = views.contract_mismatches(client, name)
             except Exception as error:  # the failure is the check's finding, not a crash
-                return dg.AssetCheckResult(passed=False, metadata={"error": str(error)[:1000]})
+                return dg.AssetCheckResult(passed=False, metadata={"error": str(error)[:1000]},
+                                           description=f"{name} does not answer: {error}"[:1000])
         if mismatches:
-            return dg.AssetCheckResult(passed=False, metadata={"error": f"types differ: {mismatches}"})
+            return dg.AssetCheckResult(passed=False, description=f"{name}: types differ: {mismatches}"[:1000],
+                                       metadata={"error": f"types differ: {mismatches}"})
         return dg.AssetCheckResult(passed=True, metadata={"rows": rows})
 
     return _check

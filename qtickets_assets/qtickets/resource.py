@@ -41,6 +41,9 @@ class QTicketsResource(dg.ConfigurableResource):
     sandbox_fault_rate: float = Field(0.0, ge=0, le=1, description="Share of sandbox answers that are "
                                       "injected faults (429, 5xx, slow, truncated, HTML); shows the retries.")
     sandbox_as_of: str = Field("", description="Freeze the sandbox clock at this ISO instant (replays).")
+    sandbox_resales: str = Field("", description="SHOW_ID@ISO_INSTANT, comma-separated: at that instant "
+                                 "older tickets of the show are refunded without a webhook and the show is "
+                                 "sold out (sandbox.Resale).")
 
     watermark_overlap_s: float = Field(600, ge=0, description="The watermark read re-reads the orders "
                                        "changed this long before the newest landed change (skew, ties).")
@@ -98,7 +101,7 @@ class QTicketsResource(dg.ConfigurableResource):
         return not self.base_url
 
     def sandbox(self) -> Sandbox:
-        from ..sandbox import Faults, Sandbox  # production never imports the stand-in
+        from ..sandbox import Faults, Sandbox, parse_resales  # production never imports the stand-in
 
         frozen = datetime.fromisoformat(self.sandbox_as_of) if self.sandbox_as_of else None
         faults = Faults(self.sandbox_fault_rate, seed=self.sandbox_seed) if self.sandbox_fault_rate else None
@@ -109,6 +112,7 @@ class QTicketsResource(dg.ConfigurableResource):
             clock=(lambda: frozen) if frozen else None,
             event_every_days=self.sandbox_event_every_days,
             faults=faults,
+            resales=parse_resales(self.sandbox_resales),
         )
 
     def get_client(self) -> QTicketsClient:

@@ -133,6 +133,31 @@ class BasketPlan:
     refunded_at: datetime | None = None
     refunded_amount: int = 0
     checked_at: datetime | None = None
+    refund_hooked: bool = True  # False: the vendor's webhook for the refund was lost (a Resale)
+
+
+@dataclass(frozen=True, slots=True)
+class Resale:
+    """At `at`, `refunds` tickets of the show's oldest orders paid 2+ days earlier are refunded and the show
+    is then sold out, the freed seats included: the seat of a stale older sale is sold again (issue 16).
+    The refunds send no webhook (a lost hook) and, as every refund, do not move `order.updated_at`.
+    Written `SHOW_ID@ISO_INSTANT` (QTICKETS_SANDBOX_RESALES, comma-separated)."""
+
+    show_id: int
+    at: datetime
+    refunds: int = 4
+
+    @classmethod
+    def parse(cls, text: str) -> Resale:
+        show, _, at = text.strip().partition("@")
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None:
+            raise ValueError(f"resale {text!r}: the instant needs an offset")
+        return cls(int(show), moment.replace(microsecond=0))
+
+
+def parse_resales(text: str) -> tuple[Resale, ...]:
+    return tuple(Resale.parse(part) for part in text.split(",") if part.strip())
 
 
 @dataclass(slots=True)
@@ -157,8 +182,9 @@ class Account:
     """Everything that ever happens in the sandbox account, planned from the seed, one day at a time."""
 
     def __init__(self, seed: int, opened_on: date, orders_per_day: int, event_every_days: float = 4.0,
-                 horizon_days: int = 1100):
+                 horizon_days: int = 1100, resales: tuple[Resale, ...] = ()):
         self.seed, self.opened_on, self.orders_per_day = seed, opened_on, orders_per_day
+        self.resales = tuple(sorted(resales, key=lambda r: r.at))
         self.event_every_days = event_every_days
         self.opened_at = datetime.combine(opened_on, time(), MSK)
         self.horizon_days = horizon_days
@@ -274,7 +300,10 @@ class Account:
                       and self._on_sale(e, max(day_start, e.created_at))]
         created_at = [e.created_at for e in candidates]
         orders = []
+        resales = [r for r in self.resales if day_start <= r.at < day_start + timedelta(days=1)]
         for created in moments:
+            while resales and resales[0].at <= created:  # orders stay in creation order
+                orders += self._resell(resales.pop(0), orders)
             event = None
             while (k := bisect_right(created_at, created)) > 0:
                 i = rng.randrange(k)
@@ -284,6 +313,41 @@ class Account:
                 del candidates[i], created_at[i]
             if event is not None:
                 orders.append(self._plan_order(rng, event, created))
+        for resale in resales:
+            orders += self._resell(resale, orders)
+        return orders
+
+    def _resell(self, resale: Resale, today: list[OrderPlan]) -> list[OrderPlan]:
+        """Refund the oldest tickets of the show paid 2+ days before (no hook), then sell every seat free at
+        that instant (the freed ones too) in orders of up to 4 tickets, paid at once. Earlier days are
+        planned, so their orders are known; `today` holds this day's orders so far."""
+        show, at = self.shows[resale.show_id], resale.at
+        refunded = 0
+        for order, basket in self._by_show[show.id]:
+            if refunded == resale.refunds:
+                break
+            if (order.payed_at is not None and order.payed_at <= at - timedelta(days=2)
+                    and order.deleted_at is None and basket.refunded_at is None):
+                basket.refunded_at, basket.refunded_amount, basket.checked_at = at, basket.price, None
+                basket.refund_hooked = False
+                refunded += 1
+        taken: dict[str, int] = defaultdict(int)  # root_id -> tickets of live orders at `at`
+        baskets = [*self._by_show[show.id],
+                   *((o, b) for o in today for b in o.baskets if b.show_id == show.id)]
+        for order, basket in baskets:
+            if order.live_as_of(at) and (basket.refunded_at is None or basket.refunded_at > at):
+                taken[basket.seat_id] += 1
+        free = [seat for seat in show.seats() for _ in range(seat.max_quantity - taken[seat.root_id])]
+        self._sold[show.id] = show.capacity  # the planner sells no more of it
+        orders = []
+        for start in range(0, len(free), 4):
+            order = OrderPlan(self._next_order_id, show.event_id, at, at + timedelta(days=1), at, None, None)
+            self._next_order_id += 1
+            for seat in free[start:start + 4]:
+                order.baskets.append(
+                    BasketPlan(self._next_basket_id, show.id, seat.root_id, "full", seat.price, seat.price))
+                self._next_basket_id += 1
+            orders.append(order)
         return orders
 
     def _plan_order(self, rng: random.Random, event: EventPlan, created: datetime) -> OrderPlan:
@@ -331,9 +395,10 @@ class Account:
 
 
 @cache
-def shared_account(seed: int, opened_on: date, orders_per_day: int, event_every_days: float = 4.0) -> Account:
+def shared_account(seed: int, opened_on: date, orders_per_day: int, event_every_days: float = 4.0,
+                   resales: tuple[Resale, ...] = ()) -> Account:
     """Accounts are pure functions of their arguments: plan each once per process."""
-    return Account(seed, opened_on, orders_per_day, event_every_days)
+    return Account(seed, opened_on, orders_per_day, event_every_days, resales=resales)
 
 
 # ------------------------------------------------------------------------------------------- rendering
@@ -535,6 +600,7 @@ UNKNOWN_ERROR = {"error": "Unknown error", "status": 503, "code": "UNKNOWN_ERROR
 class Sandbox:
     """The sandbox account plus its HTTP contract. `clock` gives "now" (the real clock by default).
 
+    `resales`: seats of stale older sales sold again (`Resale`), part of the account's plan.
     `faults` injects transient failures; `honour_select=False` behaves like a server that ignores
     `select` (qtickets_api.md §6 allows for it); `max_per_page` clamps `perPage` like a server limit.
     """
@@ -542,9 +608,10 @@ class Sandbox:
     def __init__(self, seed: int = 42, opened_on: date = date(2026, 10, 1), orders_per_day: int = 120,
                  clock: Callable[[], datetime] | None = None, token: str = SANDBOX_TOKEN,
                  auth_error_status: int = 401, *, event_every_days: float = 4.0, faults: Faults | None = None,
-                 honour_select: bool = True, max_per_page: int = MAX_PAGE_SIZE):
+                 honour_select: bool = True, max_per_page: int = MAX_PAGE_SIZE,
+                 resales: tuple[Resale, ...] = ()):
         self.seed = seed
-        self.account = shared_account(seed, opened_on, orders_per_day, event_every_days)
+        self.account = shared_account(seed, opened_on, orders_per_day, event_every_days, tuple(resales))
         self.clock = clock or (lambda: datetime.now(UTC))
         self.token, self.auth_error_status = token, auth_error_status
         self.faults = faults

@@ -44,7 +44,8 @@ def changes(account: Account, since: datetime, until: datetime) -> list[tuple[da
         add(order.payed_at, order.id, "payed")
         add(order.deleted_at, order.id, "deleted")
         for basket in order.baskets:
-            add(basket.refunded_at, order.id, "refunded")
+            if basket.refund_hooked:  # a Resale's refund: the hook was lost
+                add(basket.refunded_at, order.id, "refunded")
     for show in account.shows.values():
         if since < show.start and show.start - SCAN_LEAD <= until:  # its scans may fall in the window
             for order, basket in account.baskets_of_show(show.id, until):
