@@ -93,3 +93,13 @@ def test_sandbox_pages_smoke():
         assert set(report[clock]["ratio"]) == {"all", "window", "paid_late"}
         for size in ("2000", "6000"):
             assert all(report[clock][size][name]["first_page_rows"] > 0 for name in ("all", "window"))
+
+
+def test_repair_smoke():
+    report = script("repair").main(["--smoke"])
+    off, on = report["tick_repair_off"], report["tick_repair_on"]
+    assert not off["check_passed"] and off["repair"]["capped"] and off["id_requests"] == 0
+    assert on["check_passed"] and on["repair"]["keys"] == [f"show:{report['show']}"]
+    # The repair asks for the show's paid orders by id, 100 a request: the tick's extra requests.
+    assert on["ids_asked"] == on["repair"]["reread"] > 0
+    assert on["id_requests"] == -(-on["repair"]["reread"] // 100) == report["extra_requests"]
