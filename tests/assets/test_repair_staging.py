@@ -93,12 +93,12 @@ def test_without_the_repair_the_same_day_fails_the_check_naming_it(resources, cl
     source = stale_fact(resources)
     result, evaluation = check({**resources, **with_cap(clickhouse, 0)}, source, days_of(BEFORE, D))
 
-    assert not result.success and not evaluation.passed  # blocking
+    assert result.success and not evaluation.passed  # no check blocks: its alert says it
     [row] = evaluation.metadata["sample"].value
     assert row[:4] == [D.isoformat(), "1", "11", "different"] and row[4:6] == ["2", "1"]
     assert evaluation.metadata["repair/keys"].value == [] and evaluation.metadata["repair/capped"].value
     assert "QTICKETS_REPAIR_MAX_DAYS=0" in evaluation.description
-    assert recorded(clickhouse, result) == ("failed", [], 0, 1)  # the cap stopped the repair
+    assert recorded(clickhouse, result) == ("ok", [], 0, 1)  # the cap stopped the repair
     assert fact(clickhouse, D)[(D, 1, 11)][0] == 2  # untouched
 
 
@@ -110,7 +110,7 @@ def test_a_day_the_fact_was_never_built_over_still_fails_naming_it(resources, cl
     assert dg.materialize([source.asset()], resources=resources, partition_key=OLD.isoformat()).success
     result, evaluation = check(resources, source, None)  # the check alone: every day
 
-    assert not result.success and not evaluation.passed
+    assert result.success and not evaluation.passed
     assert evaluation.metadata["repair/keys"].value == [f"day:{D}"]  # the fixable day was rebuilt
     [row] = evaluation.metadata["sample"].value  # what still differs
     assert row[:4] == [OLD.isoformat(), "2", "21", "missing in fact"]
