@@ -51,17 +51,24 @@ def partition_range(tags: Mapping[str, str]) -> str:
     return tags.get("dagster/partition", "")
 
 
-def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+def failed_check_evaluations(instance: dg.DagsterInstance, run_id: str) -> list[dg.AssetCheckEvaluation]:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    evaluations = (record.event_log_entry.dagster_event.event_specific_data for record in records)
+    return [evaluation for evaluation in evaluations if not evaluation.passed]
+
+
+def check_name(evaluation: dg.AssetCheckEvaluation) -> str:
+    return f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+
+
+def failed_checks(instance: dg.DagsterInstance, run_id: str,
+                  evaluations: list[dg.AssetCheckEvaluation] | None = None) -> list[str]:
     """The run's failed asset checks, each as "asset:check: description" (the offending keys and, after a
     repair, what was re-read), without secrets."""
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-    failed = []
-    for record in records:
-        evaluation = record.event_log_entry.dagster_event.event_specific_data
-        if not evaluation.passed:
-            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-            failed.append(scrub_secrets(f"{name}: {evaluation.description or 'failed'}")[:MAX_ERROR_CHARS])
-    return failed
+    if evaluations is None:
+        evaluations = failed_check_evaluations(instance, run_id)
+    return [scrub_secrets(f"{check_name(e)}: {e.description or 'failed'}")[:MAX_ERROR_CHARS]
+            for e in evaluations]
 
 
 def run_row(instance: dg.DagsterInstance, run_id: str, *, finished: bool) -> dict:
@@ -112,6 +119,12 @@ def run_row(instance: dg.DagsterInstance, run_id: str, *, finished: bool) -> dic
         elif not errors:  # a run failure without step failures (a resource that failed, a dead worker)
             error = event.job_failure_data.error if event.job_failure_data else None
             errors.append(root_error(error) if error else entry.message or "run failed")
+    # No check blocks a run, but one that found numbers wrong (ERROR severity) makes the run's record
+    # `failed`: dashboards and `health` read `ok` as "these numbers are right".
+    checks = failed_check_evaluations(instance, run_id)
+    wrong = [check_name(e) for e in checks if e.severity == dg.AssetCheckSeverity.ERROR]
+    if wrong and not errors:
+        errors.append(f"checks failed: {', '.join(wrong)}")
     failed = bool(errors) or run.status == dg.DagsterRunStatus.FAILURE
     now = time.time()
     return {
@@ -126,7 +139,7 @@ def run_row(instance: dg.DagsterInstance, run_id: str, *, finished: bool) -> dic
         "repaired": sorted(repaired),
         "repair_reread": sum(reread.values()),
         "repair_capped": int(capped),
-        "failed_checks": failed_checks(instance, run_id),
+        "failed_checks": failed_checks(instance, run_id, checks),
         "_ver": time.time_ns(),
     }
 

@@ -7,7 +7,9 @@ None blocks: a blocking check only skips what depends on its asset in the run, a
 worth stopping. The BI views are SQL over the facts, so a dashboard already shows what a failed check
 found whether or not the views' `CREATE OR REPLACE` runs; blocking the sales fact's checks would even
 skip the inventory refresh. A failed check is made loud instead: `check_failure_alerts` (automation.py)
-sends an alert with its description, `meta_job_runs.failed_checks` records it and `load` exits 1.
+sends an alert with its description, `meta_job_runs.failed_checks` records it and `load` exits 1;
+a failed check of ERROR severity (every one but covers_ordered_shows, where only a name is missing) also
+records the run as `failed`, so nothing reads a green run over numbers a check found wrong.
 Where the product can explain a failure by stale source data, it repairs those keys before the check
 passes judgement (repair*.py) and the check fails only on what is still wrong, saying what was repaired.
 Each check reports what it counted and, when it fails, a description naming the offending keys.
@@ -30,7 +32,8 @@ ALL_DAYS = dg.TimeWindow(datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, 
 
 
 def _result(client, bad_rows_sql: str, parameters: dict | None = None, description: str | None = None,
-            what: str = "offending rows", **metadata) -> dg.AssetCheckResult:
+            what: str = "offending rows", severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+            **metadata) -> dg.AssetCheckResult:
     """Passes when `bad_rows_sql` returns no rows; otherwise shows their count and a few of them, and
     describes them as `what` before `description` (the alert's text). One evaluation of `bad_rows_sql`."""
     count, sample = client.query(
@@ -41,6 +44,7 @@ def _result(client, bad_rows_sql: str, parameters: dict | None = None, descripti
         description = f"{count} {what}, e.g. {described}" + (f"; {description}" if description else "")
     return dg.AssetCheckResult(
         passed=count == 0,
+        severity=severity,
         description=description,
         metadata={
             "offending_rows": count,
@@ -75,7 +79,9 @@ def covers_ordered_shows(context: dg.AssetCheckExecutionContext, clickhouse: Cli
         if result.passed:
             return result
         repaired = repair_events.reread_events_of_missing_shows(context, clickhouse, client, qtickets)
-        return _result(client, repair_events.MISSING_SHOWS, None, repaired[repair.REPAIR_SUMMARY], **repaired)
+        # A warning: the numbers are right (meta_job_runs keeps the run `ok` and lists the check).
+        return _result(client, repair_events.MISSING_SHOWS, None, repaired[repair.REPAIR_SUMMARY],
+                       severity=dg.AssetCheckSeverity.WARN, **repaired)
 
 
 @dg.asset_check(asset=marts.fact_qtickets_sales_daily)
