@@ -43,6 +43,9 @@ MAX_BODY = 1024 * 1024  # the order object is a few KB; a bigger body is not a Q
 EVENT_TYPES = frozenset({"created", "updated", "payed", "deleted", "refunded", "checked"})
 EVENT_NAME = re.compile(r"^[a-z_]{1,32}$")
 FACTS = ("fact_qtickets_sales_daily", "fact_qtickets_inventory_latest")
+# The checks that find a fact's numbers wrong (assets/checks.py; tests/test_service.py keeps them equal).
+FACT_CHECKS = {"fact_qtickets_sales_daily": ("agrees_with_staging", "counts_non_negative"),
+               "fact_qtickets_inventory_latest": ("one_row_per_show", "sold_within_capacity")}
 MAX_AGE = timedelta(hours=2)  # the old healthcheck's rule, and the facts' freshness policy (fail at 2 h)
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 ROW_COUNT = "dagster/row_count"
@@ -105,9 +108,24 @@ def last_runs(instance: dg.DagsterInstance, jobs: Iterable[str],
     return runs
 
 
+def failing_checks(instance: dg.DagsterInstance) -> dict[str, list[str]]:
+    """Per fact, its checks whose latest evaluation found numbers wrong (a fresh fact is not healthy then)."""
+    keys = [dg.AssetCheckKey(dg.AssetKey(fact), name)
+            for fact, names in FACT_CHECKS.items() for name in names]
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    failing: dict[str, list[str]] = {fact: [] for fact in FACT_CHECKS}
+    for key, record in latest.items():
+        evaluation = record.event.dagster_event.event_specific_data if record.event else None
+        if isinstance(evaluation, dg.AssetCheckEvaluation) and not evaluation.passed and (
+                evaluation.severity == dg.AssetCheckSeverity.ERROR):
+            failing[key.asset_key.to_user_string()].append(key.name)
+    return failing
+
+
 def health_report(instance: dg.DagsterInstance, jobs: Iterable[str], now: float | None = None) -> dict:
-    """Both facts materialized within MAX_AGE -> healthy. Ages come from the instance's materialization
-    events; the freshness states (evaluated by the daemon) and the jobs' last runs are reported alongside."""
+    """Both facts materialized within MAX_AGE and their latest checks passed -> healthy. Ages come from
+    the instance's materialization events; the freshness states (evaluated by the daemon) and the jobs'
+    last runs are reported alongside."""
     now = time.time() if now is None else now
     keys = [dg.AssetKey(name) for name in FACTS]
     records = {r.asset_entry.asset_key: r.asset_entry for r in instance.get_asset_records(keys)}
@@ -125,12 +143,15 @@ def health_report(instance: dg.DagsterInstance, jobs: Iterable[str], now: float 
             "fresh": age is not None and age <= MAX_AGE.total_seconds(),
             "freshness_state": state.freshness_state.value if state else "UNKNOWN",
         }
+    for name, problems in failing_checks(instance).items():
+        facts[name]["failed_checks"] = problems
     runs = {
         job: {"status": record.dagster_run.status.value, "run_id": record.dagster_run.run_id,
               "started_at": _iso(record.start_time), "ended_at": _iso(record.end_time)}
         for job, record in sorted(last_runs(instance, jobs).items())
     }
-    return {"healthy": all(fact["fresh"] for fact in facts.values()), "checked_at": _iso(now),
+    return {"healthy": all(fact["fresh"] and not fact["failed_checks"] for fact in facts.values()),
+            "checked_at": _iso(now),
             "max_age_s": MAX_AGE.total_seconds(), "facts": facts, "last_runs": runs}
 
 
@@ -178,8 +199,9 @@ class StateCollector:
         yield from (age, rows, requests, retries)
 
         report = health_report(instance, [], now)
-        yield GaugeMetricFamily("qtickets_healthy", "1 when both facts are fresher than 2 hours "
-                                "(/healthz/qtickets_api answers 200).", value=int(report["healthy"]))
+        yield GaugeMetricFamily("qtickets_healthy", "1 when both facts are fresher than 2 hours and pass "
+                                "their checks (/healthz/qtickets_api answers 200).",
+                                value=int(report["healthy"]))
 
         status = GaugeMetricFamily("qtickets_job_last_run_status",
                                    "1 for the status of the job's newest run.", labels=["job", "status"])

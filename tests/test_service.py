@@ -173,8 +173,9 @@ def test_a_crash_after_storing_loses_nothing(store, monkeypatch):
 FACTS = ["fact_qtickets_sales_daily", "fact_qtickets_inventory_latest"]
 
 
-def run_job(instance, assets: list[str], job_name="qtickets_refresh", fail=False):
-    """A real run that materializes stand-ins of the given assets (row counts in their metadata)."""
+def run_job(instance, assets: list[str], job_name="qtickets_refresh", fail=False, checks=()):
+    """A real run that materializes stand-ins of the given assets (row counts in their metadata) and
+    evaluates `checks`: (asset, check name, passed, severity)."""
     def make(name, rows):
         @dg.asset(name=name)
         def _asset():
@@ -184,9 +185,15 @@ def run_job(instance, assets: list[str], job_name="qtickets_refresh", fail=False
                                                   "qtickets/api_retries": 1})
         return _asset
 
+    def check(asset, name, passed, severity):
+        @dg.asset_check(asset=asset, name=name)
+        def _check():
+            return dg.AssetCheckResult(passed=passed, severity=severity)
+        return _check
+
     assets_defs = [make(name, 10 * (i + 1)) for i, name in enumerate(assets)]
     job = dg.define_asset_job(job_name, selection=dg.AssetSelection.all())
-    defs = dg.Definitions(assets=assets_defs, jobs=[job])
+    defs = dg.Definitions(assets=assets_defs, asset_checks=[check(*c) for c in checks], jobs=[job])
     return defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False)
 
 
@@ -213,6 +220,30 @@ def test_healthz_is_503_when_a_fact_is_missing_or_old(monitored, instance):
     assert monitored.get("/healthz/qtickets_api").status_code == 200
     later = health_report(instance, [], now=time.time() + 2 * 3600 + 60)  # the same events, 2 h later
     assert later["healthy"] is False and all(not f["fresh"] for f in later["facts"].values())
+
+
+def test_healthz_is_503_while_a_check_finds_a_fresh_facts_numbers_wrong(monitored, instance):
+    error, warn = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
+    assert run_job(instance, FACTS, checks=[("fact_qtickets_inventory_latest", "sold_within_capacity", False,
+                                             error)]).success  # no check blocks the run
+    response = monitored.get("/healthz/qtickets_api")
+    assert response.status_code == 503
+    facts = response.json()["facts"]
+    assert all(f["fresh"] for f in facts.values())
+    assert facts["fact_qtickets_inventory_latest"]["failed_checks"] == ["sold_within_capacity"]
+    assert run_job(instance, FACTS, checks=[("fact_qtickets_inventory_latest", "sold_within_capacity", True,
+                                             error), ("fact_qtickets_sales_daily", "counts_non_negative",
+                                                      False, warn)]).success
+    assert monitored.get("/healthz/qtickets_api").status_code == 200  # passed again; a warning is no harm
+
+
+def test_health_reads_every_check_of_the_facts():
+    from qtickets_assets import definitions
+    from qtickets_assets.service import FACT_CHECKS
+
+    keys = definitions.defs.resolve_asset_graph().asset_check_keys
+    assert {fact: set(names) for fact, names in FACT_CHECKS.items()} == {
+        fact: {k.name for k in keys if k.asset_key.to_user_string() == fact} for fact in FACT_CHECKS}
 
 
 def test_healthz_does_not_count_a_failed_run(monitored, instance):
