@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from qtickets_assets.qtickets.client import (
+    PAGES_AHEAD,
     QTicketsAuthError,
     QTicketsClient,
     QTicketsError,
@@ -347,17 +348,29 @@ def test_bounded_concurrency_keeps_order(sleeps, respx_mock):
 
 
 def test_the_next_pages_are_fetched_while_the_caller_works_on_one(sleeps, respx_mock):
-    route = respx_mock.get(BASE + "orders").mock(side_effect=paged(
-        [([{"id": 2 * n + 1}, {"id": 2 * n + 2}], 20, 2) for n in range(10)]))
+    in_flight, peak, lock = [0], [0], threading.Lock()
+    serve = paged([([{"id": 2 * n + 1}, {"id": 2 * n + 2}], 40, 2) for n in range(20)])
+
+    def answer(request):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.01)
+        with lock:
+            in_flight[0] -= 1
+        return serve(request)
+    route = respx_mock.get(BASE + "orders").mock(side_effect=answer)
     with QTicketsClient(BASE, TOKEN, sleep=sleeps, per_page=2, concurrency=3) as api:
         pages = api.pages("orders")
-        assert next(pages).number == 1  # the caller holds page 1: pages 2-4 are asked for meanwhile
+        assert next(pages).number == 1  # the caller holds page 1: the next ones are fetched meanwhile
+        ahead = 1 + PAGES_AHEAD * 3
         deadline = time.monotonic() + 5
-        while route.call_count < 4 and time.monotonic() < deadline:
+        while route.call_count < ahead and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.05)
-        assert route.call_count == 4  # never more than `concurrency` ahead
-        assert [page.number for page in pages] == list(range(2, 11))
+        assert route.call_count == ahead  # bounded: no more than PAGES_AHEAD x concurrency ahead
+        assert [page.number for page in pages] == list(range(2, 21))
+    assert peak[0] == 3  # never more than `concurrency` requests in flight
 
 
 # -- filtering and records ----------------------------------------------------------------------------
