@@ -89,7 +89,8 @@ def test_counters_still_below_the_sold_count_after_the_re_read_fail_the_check(ap
     assert alert.startswith("fact_qtickets_inventory_latest:sold_within_capacity: 1 shows over capacity")
     assert f"e.g. ({SHOW}, 1, 0, 1, 2)" in alert  # still 2 tickets counted on 1 seat after the re-read
     assert f"re-read 1 paid orders of shows [{SHOW}]" in alert and "cap hit" in alert
-    assert query(clickhouse, "SELECT status, error, failed_checks, repaired, repair_capped FROM meta_job_runs") == [
+    assert query(clickhouse,
+                 "SELECT status, error, failed_checks, repaired, repair_capped FROM meta_job_runs") == [
         ("failed", "checks failed: fact_qtickets_inventory_latest:sold_within_capacity", [alert],
          [f"show:{SHOW}"], 1)]  # the numbers are wrong: the run's record is not `ok`
     [check] = result.get_asset_check_evaluations()

@@ -98,7 +98,8 @@ def test_without_the_repair_the_same_day_fails_the_check_naming_it(resources, cl
     assert row[:4] == [D.isoformat(), "1", "11", "different"] and row[4:6] == ["2", "1"]
     assert evaluation.metadata["repair/keys"].value == [] and evaluation.metadata["repair/capped"].value
     assert "QTICKETS_REPAIR_MAX_DAYS=0" in evaluation.description
-    assert recorded(clickhouse, result) == ("failed", [], 0, 1)  # the cap stopped the repair; the numbers are wrong
+    # The cap stopped the repair: the numbers are wrong, so the run's record is `failed`.
+    assert recorded(clickhouse, result) == ("failed", [], 0, 1)
     assert fact(clickhouse, D)[(D, 1, 11)][0] == 2  # untouched
 
 
