@@ -15,10 +15,13 @@ read) and response bytes.
     .venv/bin/python bench/tick.py --repeat 5
     .venv/bin/python bench/tick.py --concurrency 4   # QTICKETS_CONCURRENCY (default: the setting's, 4)
     .venv/bin/python bench/tick.py --history --repeat 1   # the whole history (every partition) in one run
+    .venv/bin/python bench/tick.py --history --repeat 1 --server   # ... served by the sandbox's own process
     .venv/bin/python bench/tick.py --smoke
 """
 
 import argparse
+import atexit
+import contextlib
 import json
 import os
 import statistics
@@ -30,7 +33,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
-from common import load
+from common import load, serve_sandbox
 
 MSK = ZoneInfo("Europe/Moscow")
 SHAPES = {"real": dict(days=600, orders_per_day=195, event_every_days=2.9),
@@ -84,8 +87,13 @@ def main(argv: list[str] | None = None) -> dict:
                         help="one run over the whole history (every daily partition) instead of a tick")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--advance-min", type=float, default=15.0, help="sandbox clock step between ticks")
+    parser.add_argument("--server", action="store_true",
+                        help="with --history: the sandbox answers from its own process on a local port "
+                             "(frozen clock), as an API answers from its own machine")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
+    if args.server and not args.history:
+        parser.error("--server needs --history: a tick moves the in-process sandbox's clock")
     if args.smoke:
         args.shape, args.repeat, args.latency_ms = "smoke", 1, 5.0
     shape = SHAPES[args.shape]
@@ -124,8 +132,9 @@ def main(argv: list[str] | None = None) -> dict:
                            event_every_days=self.sandbox_event_every_days)
 
         def get_client(self) -> QTicketsClient:
-            return QTicketsClient(SANDBOX_BASE_URL, SANDBOX_TOKEN,
-                                  transport=SlowTransport(self.sandbox().transport(), latency_s),
+            inner = httpx.HTTPTransport() if server else self.sandbox().transport()
+            return QTicketsClient(server or SANDBOX_BASE_URL, SANDBOX_TOKEN,
+                                  transport=SlowTransport(inner, latency_s),
                                   timeout_s=self.timeout_s, per_page=self.per_page,
                                   concurrency=self.concurrency, rejects_dir=tmp.name)
 
@@ -133,6 +142,11 @@ def main(argv: list[str] | None = None) -> dict:
                            sandbox_orders_per_day=shape["orders_per_day"],
                            sandbox_event_every_days=shape["event_every_days"], concurrency=args.concurrency)
     box = qtickets.sandbox()
+    stack, server = contextlib.ExitStack(), None
+    atexit.register(stack.close)  # the server stops also when the run fails
+    if args.server:  # the same account (seed, shape, frozen clock) in its own process
+        server, _ = stack.enter_context(serve_sandbox(
+            opened_on.isoformat(), shape["orders_per_day"], now, shape["event_every_days"]))
     history = len(box.account.orders_until(now))  # plans the account: not part of any tick
     events = sum(1 for e in box.account.events if e.created_at <= now)
     shows = len(box.polled_shows(now))
@@ -187,11 +201,13 @@ def main(argv: list[str] | None = None) -> dict:
         "watermark_requests_max": max(watermark_requests),
         "response_kb_median": round(statistics.median(sizes) / 1024),
         # The stand-in server's share of cpu_s (a real API answers on its own machine).
-        "sandbox_cpu_s_median": round(statistics.median(sandbox), 2),
+        "sandbox_cpu_s_median": None if server else round(statistics.median(sandbox), 2),
+        "sandbox_server": bool(server),
         "slowest_steps_s_last_run": dict(sorted(steps.items(), key=lambda s: -s[1])[:6]),
         "network_floor_s": round(statistics.median(requests) * latency_s / args.concurrency, 1),
         "loadavg": loads,
     }
+    stack.close()
     tmp.cleanup()
     return report
 

@@ -48,6 +48,12 @@ def test_tick_smoke():
     assert report["response_kb_median"] > 0 and report["wall_s_median"] > 0
 
 
+def test_tick_history_from_a_sandbox_server_smoke():
+    report = script("tick").main(["--smoke", "--history", "--server"])
+    assert report["sandbox_server"] and report["mode"] == "history"
+    assert report["requests_median"] >= report["history_orders"] / 100 + report["polled_shows"]
+
+
 def test_memory_smoke():
     (result,) = script("memory").main(["--smoke"])["results"]
     assert result["success"] and result["staged_rows"] > result["orders"] * 0.9
