@@ -15,7 +15,7 @@ read) and response bytes.
     .venv/bin/python bench/tick.py --repeat 5
     .venv/bin/python bench/tick.py --concurrency 4   # QTICKETS_CONCURRENCY (default: the setting's, 4)
     .venv/bin/python bench/tick.py --history --repeat 1   # the whole history (every partition) in one run
-    .venv/bin/python bench/tick.py --history --repeat 1 --server   # ... served by the sandbox's own process
+    .venv/bin/python bench/tick.py --server   # the sandbox answers from its own process (as a real API)
     .venv/bin/python bench/tick.py --smoke
 """
 
@@ -88,12 +88,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--advance-min", type=float, default=15.0, help="sandbox clock step between ticks")
     parser.add_argument("--server", action="store_true",
-                        help="with --history: the sandbox answers from its own process on a local port "
-                             "(frozen clock), as an API answers from its own machine")
+                        help="the sandbox answers from its own process on a local port, as an API answers "
+                             "from its own machine (restarted at each tick's clock before the tick is timed)")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
-    if args.server and not args.history:
-        parser.error("--server needs --history: a tick moves the in-process sandbox's clock")
     if args.smoke:
         args.shape, args.repeat, args.latency_ms = "smoke", 1, 5.0
     shape = SHAPES[args.shape]
@@ -133,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         def get_client(self) -> QTicketsClient:
             inner = httpx.HTTPTransport() if server else self.sandbox().transport()
-            return QTicketsClient(server or SANDBOX_BASE_URL, SANDBOX_TOKEN,
+            return QTicketsClient(server[0] if server else SANDBOX_BASE_URL, SANDBOX_TOKEN,
                                   transport=SlowTransport(inner, latency_s),
                                   timeout_s=self.timeout_s, per_page=self.per_page,
                                   concurrency=self.concurrency, rejects_dir=tmp.name)
@@ -142,11 +140,9 @@ def main(argv: list[str] | None = None) -> dict:
                            sandbox_orders_per_day=shape["orders_per_day"],
                            sandbox_event_every_days=shape["event_every_days"], concurrency=args.concurrency)
     box = qtickets.sandbox()
-    stack, server = contextlib.ExitStack(), None
+    stack = contextlib.ExitStack()
     atexit.register(stack.close)  # the server stops also when the run fails
-    if args.server:  # the same account (seed, shape, frozen clock) in its own process
-        server, _ = stack.enter_context(serve_sandbox(
-            opened_on.isoformat(), shape["orders_per_day"], now, shape["event_every_days"]))
+    server: list[str] = []  # the base URL of the sandbox's own process, with --server
     history = len(box.account.orders_until(now))  # plans the account: not part of any tick
     events = sum(1 for e in box.account.events if e.created_at <= now)
     shows = len(box.polled_shows(now))
@@ -169,6 +165,10 @@ def main(argv: list[str] | None = None) -> dict:
         warm_up = 0 if args.history else 1  # a history run is the first fill itself
         for tick in range(args.repeat + warm_up):
             clock[0] = now + timedelta(minutes=args.advance_min * tick)
+            if args.server:  # the same account (seed, shape) in its own process, frozen at the tick's clock
+                stack.close()
+                server[:] = [stack.enter_context(serve_sandbox(
+                    opened_on.isoformat(), shape["orders_per_day"], clock[0], shape["event_every_days"]))[0]]
             WIRE.reset()
             started, cpu_started = time.perf_counter(), time.process_time()
             result = job.execute_in_process(instance=instance, tags=tags, run_config=quiet)

@@ -48,8 +48,11 @@ def test_tick_smoke():
     assert report["response_kb_median"] > 0 and report["wall_s_median"] > 0
 
 
-def test_tick_history_from_a_sandbox_server_smoke():
-    report = script("tick").main(["--smoke", "--history", "--server"])
+def test_tick_and_history_from_a_sandbox_server_smoke():
+    tick = script("tick")
+    report = tick.main(["--smoke", "--server"])
+    assert report["sandbox_server"] and report["watermark_requests_median"] == 1
+    report = tick.main(["--smoke", "--history", "--server"])
     assert report["sandbox_server"] and report["mode"] == "history"
     assert report["requests_median"] >= report["history_orders"] / 100 + report["polled_shows"]
 
