@@ -544,8 +544,13 @@ class QTicketsClient:
 
     def show_seats(self, show_id: int) -> list[SeatRow]:
         """Flat seat rows of one show (one per seat and tariff) with organiser-wide counters."""
+        return self._seat_rows(show_id, self._seat_payload(show_id))
+
+    def _seat_payload(self, show_id: int) -> dict[str, Any]:
+        return self.request(f"shows/{int(show_id)}/seats", {"select": SEAT_SELECT, "flat": True})
+
+    def _seat_rows(self, show_id: int, payload: dict[str, Any]) -> list[SeatRow]:
         path = f"shows/{int(show_id)}/seats"
-        payload = self.request(path, {"select": SEAT_SELECT, "flat": True})
         data = payload["data"]
         if data == []:  # PHP's empty map
             return []
@@ -566,8 +571,11 @@ class QTicketsClient:
         if self.concurrency == 1:
             yield from ((show_id, self.show_seats(show_id)) for show_id in ids)
             return
+        # The workers only fetch; the rows are validated here, while they wait for their next answers
+        # (validating in a worker would hold its next request back by that show's parse).
         with ThreadPoolExecutor(self.concurrency) as pool:
-            yield from zip(ids, pool.map(self.show_seats, ids), strict=True)
+            for show_id, payload in zip(ids, pool.map(self._seat_payload, ids), strict=True):
+                yield show_id, self._seat_rows(show_id, payload)
 
 
 def _chain(first: Page, rest: Iterator[Page]) -> Iterator[Page]:
