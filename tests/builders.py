@@ -285,17 +285,12 @@ class FakeApi:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         path = request.url.path.split("/api/rest/v1/", 1)[1].strip("/")
-        if path.startswith("events/"):
-            record = self.events.get(int(path.split("/")[1]))
+        kind, _, record_id = path.partition("/")
+        if record_id and kind in ("events", "orders"):  # one record: events/{id} or orders/{id}
+            record = (self.events if kind == "events" else self.records).get(int(record_id))
             if record is None:
-                return httpx.Response(404, json={"error": 'Resource "Event" not found', "status": 404,
-                                                 "code": "RESOURCE_NOT_FOUND"})
-            return httpx.Response(200, json={"data": record})
-        if path.startswith("orders/"):
-            record = self.records.get(int(path.split("/")[1]))
-            if record is None:
-                return httpx.Response(404, json={"error": 'Resource "Order" not found', "status": 404,
-                                                 "code": "RESOURCE_NOT_FOUND"})
+                return httpx.Response(404, json={"error": f'Resource "{kind[:-1].title()}" not found',
+                                                 "status": 404, "code": "RESOURCE_NOT_FOUND"})
             return httpx.Response(200, json={"data": record})
         body = orjson.loads(request.content or b"{}")
         rows = sorted((r for r in self.records.values() if matches(r, body.get("where") or [])),
@@ -320,3 +315,28 @@ def run(clickhouse, hooks, first, last=None, instance=None, one_process=True) ->
     )
     assert result.success
     return result
+
+
+def refresh_job_run(clickhouse, qtickets: QTicketsResource, keys: dg.PartitionKeyRange,
+                    instance) -> dg.ExecuteInProcessResult:
+    """The 15-minute job (automation.refresh_job, the whole graph) over `keys` in one run, as scheduled."""
+    from qtickets_assets import automation
+    from qtickets_assets.assets import checks, views
+    from qtickets_assets.warehouse.io_manager import ClickHouseIOManager
+
+    defs = dg.Definitions(
+        assets=dg.load_assets_from_modules([raw, marts, views]),
+        asset_checks=dg.load_asset_checks_from_modules([checks]), jobs=[automation.refresh_job],
+        resources={"clickhouse": clickhouse, "clickhouse_io": ClickHouseIOManager(clickhouse=clickhouse),
+                   "qtickets": qtickets},
+    )
+    return defs.resolve_job_def(automation.refresh_job.name).execute_in_process(
+        instance=instance, raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": keys.start,
+              "dagster/asset_partition_range_end": keys.end})
+
+
+def recorded_run(clickhouse, run_id: str) -> tuple:
+    """The run's meta_job_runs row: status and its repairs."""
+    return query(clickhouse, "SELECT status, repaired, repair_reread, repair_capped FROM meta_job_runs FINAL "
+                             "WHERE run_id = {run:String}", run=run_id)[0]

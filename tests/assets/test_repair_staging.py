@@ -11,7 +11,7 @@ from qtickets_assets.assets import checks, marts
 from qtickets_assets.runs import record_run
 from qtickets_assets.warehouse.io_manager import ClickHouseIOManager
 from qtickets_assets.warehouse.resource import ClickHouseResource
-from tests.builders import D, Source, at, basket, fact, materialize, order, physical_rows, query
+from tests.builders import D, Source, at, basket, fact, materialize, order, physical_rows, recorded_run
 
 CHECK = dg.AssetCheckKey(marts.SALES_KEY, "agrees_with_staging")
 BEFORE = D - timedelta(days=1)
@@ -45,11 +45,6 @@ def check(resources, source: Source, tags: dict | None) -> tuple[dg.ExecuteInPro
     return result, evaluation
 
 
-def recorded(clickhouse, result) -> tuple:
-    return query(clickhouse, "SELECT status, repaired, repair_reread, repair_capped FROM meta_job_runs FINAL "
-                             "WHERE run_id = {run:String}", run=result.run_id)[0]
-
-
 def days_of(first, last) -> dict:
     return {"dagster/asset_partition_range_start": first.isoformat(),
             "dagster/asset_partition_range_end": last.isoformat()}
@@ -76,7 +71,7 @@ def test_a_fact_day_that_differs_from_staging_is_rebuilt_before_the_check_fails(
     assert evaluation.metadata["repair/reread"].value == 0  # from staging: no API request
     assert evaluation.metadata["repair/capped"].value is False
     assert fact(clickhouse) == truth
-    assert recorded(clickhouse, result) == ("ok", [f"day:{D}"], 0, 0)
+    assert recorded_run(clickhouse, result.run_id) == ("ok", [f"day:{D}"], 0, 0)
     # The rebuilt day is reported as a materialization of its partition with its own counts.
     assert rebuilt_partitions(result) == {D.isoformat(): {"dagster/row_count": 1, "tickets_sold": 1,
                                                           "revenue": 1500.0}}
@@ -99,7 +94,7 @@ def test_without_the_repair_the_same_day_fails_the_check_naming_it(resources, cl
     assert evaluation.metadata["repair/keys"].value == [] and evaluation.metadata["repair/capped"].value
     assert "QTICKETS_REPAIR_MAX_DAYS=0" in evaluation.description
     # The cap stopped the repair: the numbers are wrong, so the run's record is `failed`.
-    assert recorded(clickhouse, result) == ("failed", [], 0, 1)
+    assert recorded_run(clickhouse, result.run_id) == ("failed", [], 0, 1)
     assert fact(clickhouse, D)[(D, 1, 11)][0] == 2  # untouched
 
 

@@ -11,12 +11,11 @@ import dagster as dg
 import pytest
 
 from qtickets_assets import automation
-from qtickets_assets.assets import checks, marts, raw, views
+from qtickets_assets.assets import marts
 from qtickets_assets.qtickets.client import MSK
 from qtickets_assets.qtickets.resource import QTicketsResource
-from qtickets_assets.warehouse.io_manager import ClickHouseIOManager
 from qtickets_assets.webhooks.store import HookStore
-from tests.builders import OPENED_ON, query
+from tests.builders import OPENED_ON, query, refresh_job_run
 
 # v_sales_14d follows the real clock, so the account's last days are recent: T1 is yesterday's noon (Moscow).
 T0 = datetime.combine(datetime.now(MSK).date() - timedelta(days=3), time(12), MSK)
@@ -32,16 +31,7 @@ def refresh(clickhouse, store: HookStore, now: datetime, keys: dg.PartitionKeyRa
     """The 15-minute job over `keys` with the sandbox's clock at `now`."""
     qtickets = QTicketsResource(sandbox_opened_on=OPENED_ON, sandbox_as_of=now.isoformat(), per_page=1000,
                                 webhook_store=str(store.path), clear_hooks_at_run_end=True)
-    defs = dg.Definitions(
-        assets=dg.load_assets_from_modules([raw, marts, views]),
-        asset_checks=dg.load_asset_checks_from_modules([checks]), jobs=[automation.refresh_job],
-        resources={"clickhouse": clickhouse, "clickhouse_io": ClickHouseIOManager(clickhouse=clickhouse),
-                   "qtickets": qtickets},
-    )
-    return defs.resolve_job_def(automation.refresh_job.name).execute_in_process(
-        instance=instance, raise_on_error=False,
-        tags={"dagster/asset_partition_range_start": keys.start,
-              "dagster/asset_partition_range_end": keys.end})
+    return refresh_job_run(clickhouse, qtickets, keys, instance)
 
 
 def warehouse_fact(clickhouse) -> dict:

@@ -10,12 +10,10 @@ import dagster as dg
 import pytest
 
 from qtickets_assets import automation
-from qtickets_assets.assets import checks, marts, raw, views
 from qtickets_assets.qtickets.resource import QTicketsResource
 from qtickets_assets.sandbox.account import render_order
 from qtickets_assets.sandbox.webhooks import changes
-from qtickets_assets.warehouse.io_manager import ClickHouseIOManager
-from tests.builders import AS_OF, OPENED_ON, query
+from tests.builders import AS_OF, OPENED_ON, query, refresh_job_run
 
 T0 = AS_OF
 AT = T0 + timedelta(minutes=5)  # the refunds and the resale
@@ -45,16 +43,7 @@ def pick_show(sandbox) -> int:
 def refresh(clickhouse, sandbox_config: dict, now, keys: dg.PartitionKeyRange, instance, **limits):
     """The 15-minute job over `keys` with the sandbox's clock at `now`; no webhook store."""
     qtickets = QTicketsResource(sandbox_as_of=now.isoformat(), per_page=1000, **sandbox_config, **limits)
-    defs = dg.Definitions(
-        assets=dg.load_assets_from_modules([raw, marts, views]),
-        asset_checks=dg.load_asset_checks_from_modules([checks]), jobs=[automation.refresh_job],
-        resources={"clickhouse": clickhouse, "clickhouse_io": ClickHouseIOManager(clickhouse=clickhouse),
-                   "qtickets": qtickets},
-    )
-    return defs.resolve_job_def(automation.refresh_job.name).execute_in_process(
-        instance=instance, raise_on_error=False,
-        tags={"dagster/asset_partition_range_start": keys.start,
-              "dagster/asset_partition_range_end": keys.end})
+    return refresh_job_run(clickhouse, qtickets, keys, instance)
 
 
 def capacity_check(result) -> dg.AssetCheckEvaluation:
