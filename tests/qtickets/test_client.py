@@ -328,37 +328,34 @@ def test_pages_are_lazy(api, respx_mock):
     pages.close()
 
 
-def test_bounded_concurrency_keeps_order(sleeps, respx_mock):
-    in_flight, peak, lock = [0], [0], threading.Lock()
-    pages = [([{"id": 2 * n + 1}, {"id": 2 * n + 2}], 20, 2) for n in range(10)]
-    serve = paged(pages)
+class InFlight:
+    """A respx side effect answering with `serve` after `delay_s`, counting the peak of requests in flight."""
 
-    def answer(request):
-        with lock:
-            in_flight[0] += 1
-            peak[0] = max(peak[0], in_flight[0])
-        time.sleep(0.02)
-        with lock:
-            in_flight[0] -= 1
-        return serve(request)
+    def __init__(self, serve, delay_s: float):
+        self.serve, self.delay_s = serve, delay_s
+        self.now = self.peak = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, request):
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        time.sleep(self.delay_s)
+        with self.lock:
+            self.now -= 1
+        return self.serve(request)
+
+
+def test_bounded_concurrency_keeps_order(sleeps, respx_mock):
+    answer = InFlight(paged([([{"id": 2 * n + 1}, {"id": 2 * n + 2}], 20, 2) for n in range(10)]), 0.02)
     respx_mock.get(BASE + "orders").mock(side_effect=answer)
     with QTicketsClient(BASE, TOKEN, sleep=sleeps, per_page=2, concurrency=3) as api:
         assert ids(api) == list(range(1, 21))
-    assert 2 <= peak[0] <= 3
+    assert 2 <= answer.peak <= 3
 
 
 def test_the_next_pages_are_fetched_while_the_caller_works_on_one(sleeps, respx_mock):
-    in_flight, peak, lock = [0], [0], threading.Lock()
-    serve = paged([([{"id": 2 * n + 1}, {"id": 2 * n + 2}], 40, 2) for n in range(20)])
-
-    def answer(request):
-        with lock:
-            in_flight[0] += 1
-            peak[0] = max(peak[0], in_flight[0])
-        time.sleep(0.01)
-        with lock:
-            in_flight[0] -= 1
-        return serve(request)
+    answer = InFlight(paged([([{"id": 2 * n + 1}, {"id": 2 * n + 2}], 40, 2) for n in range(20)]), 0.01)
     route = respx_mock.get(BASE + "orders").mock(side_effect=answer)
     with QTicketsClient(BASE, TOKEN, sleep=sleeps, per_page=2, concurrency=3) as api:
         pages = api.pages("orders")
@@ -370,7 +367,7 @@ def test_the_next_pages_are_fetched_while_the_caller_works_on_one(sleeps, respx_
         time.sleep(0.05)
         assert route.call_count == ahead  # bounded: no more than PAGES_AHEAD x concurrency ahead
         assert [page.number for page in pages] == list(range(2, 21))
-    assert peak[0] == 3  # never more than `concurrency` requests in flight
+    assert answer.peak == 3  # never more than `concurrency` requests in flight
 
 
 # -- filtering and records ----------------------------------------------------------------------------
