@@ -33,7 +33,17 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from common import ROOT, SANDBOX_TOKEN, history, load, requests_in, run_watched, serve_sandbox
+from common import (
+    ROOT,
+    SANDBOX_TOKEN,
+    dlt_available,
+    dlt_command,
+    history,
+    load,
+    requests_in,
+    run_watched,
+    serve_sandbox,
+)
 
 DAGSTER = Path(sys.executable).with_name("dagster")
 PER_PAGE = 100  # QTicketsResource.per_page, and the floor's and dlt's page size
@@ -79,45 +89,6 @@ with open_client(sys.argv[1]) as client:
 print(json.dumps({"orders": orders, "tickets": tickets}))
 """
 
-DLT_RUN = """
-import json, sys
-import dlt
-import duckdb
-from dlt.sources.rest_api import rest_api_source
-
-base_url, token, workdir, per_page = sys.argv[1:4] + [int(sys.argv[4])]
-source = rest_api_source({
-    "client": {
-        "base_url": base_url,
-        "auth": {"type": "bearer", "token": token},
-        "paginator": {"type": "page_number", "base_page": 1, "page_body_path": "page", "total_path": None,
-                      "stop_after_empty_page": True},
-    },
-    "resources": [{
-        "name": "orders",
-        "endpoint": {"path": "orders", "method": "GET", "data_selector": "data",
-                     "json": {"perPage": per_page, "orderBy": {"id": "asc"}}},
-    }],
-})
-pipeline = dlt.pipeline(pipeline_name="qtickets_bench", pipelines_dir=workdir + "/pipelines",
-                        destination=dlt.destinations.duckdb(duckdb.connect(
-                            workdir + "/bench.duckdb", config={"memory_limit": "2GB"})),
-                        dataset_name="qtickets")
-pipeline.run(source, loader_file_format="parquet")
-with pipeline.sql_client() as sql:
-    orders = sql.execute_sql("SELECT count(*) FROM orders")[0][0]
-    tickets = sql.execute_sql("SELECT count(*) FROM orders__baskets")[0][0]
-print(json.dumps({"orders": orders, "tickets": tickets}))
-"""
-
-
-def dlt_available(python: str) -> bool:
-    import subprocess
-
-    probe = subprocess.run([python, "-c", "import dlt, duckdb"], capture_output=True) if python else None
-    return probe is not None and probe.returncode == 0
-
-
 def measured(command: list[str], cap_mb: float, access_log: Path, **popen) -> dict:
     """Run one runner as a child; its CPU, peak RSS, wall and the requests the server saw meanwhile."""
     before = requests_in(access_log)
@@ -159,9 +130,7 @@ def run_floor(base_url: str, first: str, last: str, cap_mb: float, access_log: P
 def run_dlt(python: str, base_url: str, cap_mb: float, access_log: Path) -> dict:
     workdir = tempfile.mkdtemp(prefix="bench-dlt-")
     try:
-        env = {**os.environ, "RUNTIME__LOG_LEVEL": "WARNING", "DLT_DATA_DIR": workdir,
-               "RUNTIME__DLTHUB_TELEMETRY": "false"}
-        command = [python, "-c", DLT_RUN, base_url, SANDBOX_TOKEN, workdir, str(PER_PAGE)]
+        command, env = dlt_command(python, base_url, workdir, PER_PAGE, "2GB", "parquet")
         result = measured(command, cap_mb, access_log, env=env, cwd=workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -136,3 +136,55 @@ def run_watched(command: list[str], cap_mb: float, **popen) -> dict:
     return {"returncode": child.returncode, "stdout": out.read(), "stderr": err.read(),
             "peak_rss_mb": round(usage.ru_maxrss / 1024), "killed": killed.is_set(),
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 2), "wall_s": round(wall, 2)}
+
+
+# dlt's rest_api source -> duckdb: the orders and their baskets (`orders__baskets`); the one runner of
+# backfill.py and e2e_vs_dlt.py. argv: base_url, token, workdir, per_page, duckdb memory limit, loader
+# file format ("": dlt's default).
+DLT_RUN = """
+import json, sys, time
+import dlt
+import duckdb
+from dlt.sources.rest_api import rest_api_source
+
+base_url, token, workdir, per_page, memory_limit, file_format = sys.argv[1:7]
+source = rest_api_source({
+    "client": {
+        "base_url": base_url,
+        "auth": {"type": "bearer", "token": token},
+        "paginator": {"type": "page_number", "base_page": 1, "page_body_path": "page", "total_path": None,
+                      "stop_after_empty_page": True},
+    },
+    "resources": [{
+        "name": "orders",
+        "endpoint": {"path": "orders", "method": "GET", "data_selector": "data",
+                     "json": {"perPage": int(per_page), "orderBy": {"id": "asc"}}},
+    }],
+})
+pipeline = dlt.pipeline(pipeline_name="qtickets_bench", pipelines_dir=workdir + "/pipelines",
+                        # duckdb takes 80% of RAM by default; the machine has no swap.
+                        destination=dlt.destinations.duckdb(duckdb.connect(
+                            workdir + "/bench.duckdb", config={"memory_limit": memory_limit})),
+                        dataset_name="qtickets")
+started = time.perf_counter()
+pipeline.run(source, **({"loader_file_format": file_format} if file_format else {}))
+elapsed = time.perf_counter() - started
+with pipeline.sql_client() as sql:
+    orders = sql.execute_sql("SELECT count(*) FROM orders")[0][0]
+    tickets = sql.execute_sql("SELECT count(*) FROM orders__baskets")[0][0]
+print(json.dumps({"seconds": elapsed, "orders": orders, "tickets": tickets}))
+"""
+
+
+def dlt_available(python: str) -> bool:
+    probe = subprocess.run([python, "-c", "import dlt, duckdb"], capture_output=True) if python else None
+    return probe is not None and probe.returncode == 0
+
+
+def dlt_command(python: str, base_url: str, workdir: str, per_page: int, memory_limit: str,
+                file_format: str = "") -> tuple[list[str], dict[str, str]]:
+    """The command and environment of one DLT_RUN in `workdir` (dlt's state and duckdb file go there)."""
+    env = {**os.environ, "RUNTIME__LOG_LEVEL": "WARNING", "DLT_DATA_DIR": workdir,
+           "RUNTIME__DLTHUB_TELEMETRY": "false"}
+    return [python, "-c", DLT_RUN, base_url, SANDBOX_TOKEN, workdir, str(per_page), memory_limit,
+            file_format], env

@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,54 +32,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from common import SANDBOX_TOKEN, history, load, run_watched, serve_sandbox
-
-DLT_RUN = """
-import json, sys, time
-import dlt
-import duckdb
-from dlt.sources.rest_api import rest_api_source
-
-base_url, token, workdir, per_page, memory_limit = sys.argv[1:4] + [int(sys.argv[4]), sys.argv[5]]
-source = rest_api_source({
-    "client": {
-        "base_url": base_url,
-        "auth": {"type": "bearer", "token": token},
-        "paginator": {"type": "page_number", "base_page": 1, "page_body_path": "page", "total_path": None,
-                      "stop_after_empty_page": True},
-    },
-    "resources": [{
-        "name": "orders",
-        "endpoint": {"path": "orders", "method": "GET", "data_selector": "data",
-                     "json": {"perPage": per_page, "orderBy": {"id": "asc"}}},
-    }],
-})
-pipeline = dlt.pipeline(pipeline_name="qtickets_bench", pipelines_dir=workdir + "/pipelines",
-                        # duckdb takes 80% of RAM by default; the machine has no swap.
-                        destination=dlt.destinations.duckdb(duckdb.connect(
-                            workdir + "/bench.duckdb", config={"memory_limit": memory_limit})),
-                        dataset_name="qtickets")
-started = time.perf_counter()
-pipeline.run(source)
-elapsed = time.perf_counter() - started
-with pipeline.sql_client() as sql:
-    orders = sql.execute_sql("SELECT count(*) FROM orders")[0][0]
-    tickets = sql.execute_sql("SELECT count(*) FROM orders__baskets")[0][0]
-print(json.dumps({"seconds": elapsed, "orders": orders, "tickets": tickets}))
-"""
-
-
-def dlt_available(python: str) -> bool:
-    probe = subprocess.run([python, "-c", "import dlt, duckdb"], capture_output=True) if python else None
-    return probe is not None and probe.returncode == 0
+from common import SANDBOX_TOKEN, dlt_available, dlt_command, history, load, run_watched, serve_sandbox
 
 
 def run_dlt(python: str, base_url: str, per_page: int, cap_mb: float, memory_limit: str) -> dict:
     workdir = tempfile.mkdtemp(prefix="bench-dlt-")
     try:
-        env = {**os.environ, "RUNTIME__LOG_LEVEL": "WARNING", "DLT_DATA_DIR": workdir,
-               "RUNTIME__DLTHUB_TELEMETRY": "false"}
-        command = [python, "-c", DLT_RUN, base_url, SANDBOX_TOKEN, workdir, str(per_page), memory_limit]
+        command, env = dlt_command(python, base_url, workdir, per_page, memory_limit)
         run = run_watched(command, cap_mb, env=env, cwd=workdir)
         if run["killed"] or run["returncode"]:
             raise RuntimeError(f"dlt failed (killed over {cap_mb} MB: {run['killed']}): "
