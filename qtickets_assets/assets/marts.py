@@ -6,6 +6,7 @@ materialization gives. A mart is defined twice only: its table in the migrations
 business key) and its SELECT here, whose result columns name the table's columns they fill.
 """
 
+from collections.abc import Iterable
 from datetime import date
 from zoneinfo import ZoneInfo
 
@@ -174,19 +175,26 @@ def rebuild_days(context, client, days: list[date], guard: DeleteGuard, descript
         ))
 
 
-def rebuild_marked_days(context: dg.AssetExecutionContext, client, marks: dict[date, int],
-                         window: dg.TimeWindow, guard: DeleteGuard) -> None:
-    """Rebuild the marked days outside the run's window (the window is rebuilt anyway), each reported as
-    a runtime materialization of its partition with its own counts.
-
-    Only days inside the range the fact has been built over (its oldest to newest day, tombstones count)
-    are rebuilt: staging holds every sale of such a day, while a day outside was never read in full and its
-    partition stays missing until a backfill computes it. Skipped days are unmarked all the same."""
-    first, last = window.start.astimezone(MSK).date(), window.end.astimezone(MSK).date()
+def staged_in_full(client, days: Iterable[date], window: dg.TimeWindow | None = None) -> list[date]:
+    """Those of `days` (in their order) whose every sale order staging holds, so the fact may be rebuilt
+    from it: daily partitions inside the range the fact has been built over (its oldest to newest day,
+    tombstones count) or inside `window` (a run's own days, read in full). A day outside was never read in
+    full: its partition stays missing until a backfill computes it."""
     oldest, newest, built = client.query(
         "SELECT min(sales_date), max(sales_date), count() FROM fact_qtickets_sales_daily").result_rows[0]
-    days = sorted(day for day in marks if not first <= day < last and built and oldest <= day <= newest
-                  and daily_partitions.has_partition_key(day.isoformat()))
+    first, last = (window.start.astimezone(MSK).date(), window.end.astimezone(MSK).date()) if window \
+        else (None, None)
+    return [day for day in days if daily_partitions.has_partition_key(day.isoformat()) and (
+        (built and oldest <= day <= newest) or (first is not None and first <= day < last))]
+
+
+def rebuild_marked_days(context: dg.AssetExecutionContext, client, marks: dict[date, int],
+                         window: dg.TimeWindow, guard: DeleteGuard) -> None:
+    """Rebuild the marked days outside the run's window (the window is rebuilt anyway) that staging holds
+    in full (`staged_in_full`), each reported as a runtime materialization of its partition with its own
+    counts. Skipped days are unmarked all the same."""
+    first, last = window.start.astimezone(MSK).date(), window.end.astimezone(MSK).date()
+    days = [day for day in staged_in_full(client, sorted(marks)) if not first <= day < last]
     if not days:
         return
     rebuild_days(context, client, days, guard,

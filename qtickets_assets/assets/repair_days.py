@@ -11,11 +11,11 @@ Re-reading a day would cost its pages of orders (about 5 requests a day at the r
 without changing anything this check can see.
 
 Rebuilt: days of the run's own partitions (the run read them in full) and days inside the range the fact
-has been built over (as `marts.rebuild_marked_days`: staging holds every sale of such a day). A day
-outside, e.g. the payment day of an order re-read by id that no run has loaded, would be rebuilt from a
-part of its sales: it stays a failure until a backfill computes it. At most QTICKETS_REPAIR_MAX_DAYS days
-a run, newest first; the rebuild goes through the fact's mass-deletion guard, whose refusal is reported
-in the check's result rather than raised.
+has been built over (`marts.staged_in_full`, the rule of `rebuild_marked_days` too: staging holds every
+sale of such a day). A day outside, e.g. the payment day of an order re-read by id that no run has loaded,
+would be rebuilt from a part of its sales: it stays a failure until a backfill computes it. At most
+QTICKETS_REPAIR_MAX_DAYS days a run, newest first; the rebuild goes through the fact's mass-deletion
+guard, whose refusal is reported in the check's result rather than raised.
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ from datetime import date
 
 import dagster as dg
 
-from ..partitions import daily_partitions
 from ..warehouse.resource import ClickHouseResource
 from ..warehouse.writes import MassDeleteError
-from .marts import MSK, SALES_KEY, rebuild_days
+from .marts import SALES_KEY, rebuild_days, staged_in_full
 from .repair import repair_metadata
 
 CAP = "QTICKETS_REPAIR_MAX_DAYS"
@@ -42,17 +41,7 @@ def rebuild_differing_days(context: dg.AssetCheckExecutionContext, clickhouse: C
     days = [row[0] for row in client.query(
         f"SELECT DISTINCT sales_date FROM ({differing}) ORDER BY sales_date DESC",
         parameters=parameters).result_rows]
-    oldest, newest, built = client.query(
-        "SELECT min(sales_date), max(sales_date), count() FROM fact_qtickets_sales_daily").result_rows[0]
-    first = run_window.start.astimezone(MSK).date() if run_window else None
-    last = run_window.end.astimezone(MSK).date() if run_window else None
-
-    def rebuildable(day: date) -> bool:
-        own = first is not None and first <= day < last
-        return daily_partitions.has_partition_key(day.isoformat()) and (
-            own or bool(built) and oldest <= day <= newest)
-
-    candidates = [day for day in days if rebuildable(day)]
+    candidates = staged_in_full(client, days, run_window)
     chosen = sorted(candidates[:clickhouse.repair_max_days])
     capped = len(candidates) > len(chosen)
     notes = []
