@@ -72,10 +72,10 @@ def repair_over_capacity(context: dg.AssetExecutionContext, clickhouse: ClickHou
         SOLD_ORDERS, parameters={"shows": shows, "limit": qtickets.repair_max_orders + 1}).result_rows]
     capped = len(found) > len(shows) or len(ids) > qtickets.repair_max_orders
     ids = ids[:qtickets.repair_max_orders]
+    cap_hit = (f"cap hit (QTICKETS_REPAIR_MAX_SHOWS={qtickets.repair_max_shows}, "
+               f"QTICKETS_REPAIR_MAX_ORDERS={qtickets.repair_max_orders})")
     if not ids:  # a cap of 0 turns the repair off
-        message = (f"sold over capacity: shows {found}; nothing re-read, cap hit "
-                   f"(QTICKETS_REPAIR_MAX_SHOWS={qtickets.repair_max_shows}, "
-                   f"QTICKETS_REPAIR_MAX_ORDERS={qtickets.repair_max_orders})")
+        message = f"sold over capacity: shows {found}; nothing re-read, {cap_hit}"
         context.log.warning(message)
         return repair_metadata([], 0, True, message)
     now = datetime.now(UTC)
@@ -94,7 +94,6 @@ def repair_over_capacity(context: dg.AssetExecutionContext, clickhouse: ClickHou
                f"({reads.counts['repair']} answered), rebuilt sales days "
                f"{', '.join(d.isoformat() for d in sorted(marks)) or 'none'}")
     if capped:
-        message += (f"; cap hit (QTICKETS_REPAIR_MAX_SHOWS={qtickets.repair_max_shows}, "
-                    f"QTICKETS_REPAIR_MAX_ORDERS={qtickets.repair_max_orders})")
+        message += f"; {cap_hit}"
     context.log.warning(message)
     return repair_metadata([f"show:{show}" for show in shows], reads.counts["repair"], capped, message)
