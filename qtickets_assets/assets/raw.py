@@ -76,7 +76,7 @@ class OrderChanges:
         self.reads.changed_since = landed - self.overlap if landed else None
         self.log.info(f"watermark: {landed.isoformat() if landed else 'nothing landed yet'}")
 
-    def chunk(self, client, rows: Rows) -> None:
+    def chunk(self, rows: Rows) -> None:
         self.new_days |= {moment.astimezone(MSK).date() for moment in rows.columns["payed_at"]
                           if moment is not None}
         self.order_ids.update(rows.columns["order_id"])

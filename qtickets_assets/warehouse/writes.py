@@ -11,6 +11,7 @@ tombstone is written. Staging rows come from Python
 import re
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -48,13 +49,14 @@ class Rows:
 
 class BeforeWrite(Protocol):
     """Called by the writer with the write's own client: before the first chunk is pulled from the stream
-    (`start`), with each chunk as it is pulled (`chunk`), right before each insert (`before_insert`: the
-    chunks given since the previous insert go into this one), and once the stream is complete, before the
-    tombstones (e.g. to read what the rows will replace while it is still there)."""
+    (`start`), right before each insert (`before_insert`: the chunks given since the previous insert go
+    into this one), and once the stream is complete, before the tombstones (e.g. to read what the rows will
+    replace while it is still there). `chunk` sees each chunk as it is pulled, while the previous insert
+    may still be running: it gets no client."""
 
     def start(self, client: Client) -> None: ...
 
-    def chunk(self, client: Client, rows: Rows) -> None: ...
+    def chunk(self, rows: Rows) -> None: ...
 
     def before_insert(self, client: Client) -> None: ...
 
@@ -295,29 +297,42 @@ INSERT_ROWS = 4_000
 def insert_chunks(client: Client, table: str, stream: Iterable[Rows], version: int,
                   hooks: BeforeWrite | None = None, insert_rows: int = INSERT_ROWS) -> int:
     """Insert the chunks of `stream`, stamped with `version`, in Arrow batches of about `insert_rows`
-    rows; `hooks` (a stream's `before_write`) sees each chunk and each insert. Returns the rows written."""
+    rows; `hooks` (a stream's `before_write`) sees each chunk and each insert. Returns the rows written.
+
+    Each insert runs in a writer thread while the stream produces the next batch: the engine (chDB in
+    process, or the HTTP round trip to a server) releases the GIL, so parsing and inserting overlap on two
+    cores. One insert at a time, and the client is used by one thread at a time: the next batch's
+    `before_insert` waits for the previous insert (it may read what that insert wrote)."""
     schema: dict[str, pa.DataType] | None = None
     batch: list[pa.Table] = []
     pending = count = 0
+    with ThreadPoolExecutor(1, thread_name_prefix=f"insert-{table}") as writer:
+        inserting: Future | None = None
 
-    def insert() -> None:
-        if hooks:
-            hooks.before_insert(client)
-        client.insert_arrow(identifier(table), pa.concat_tables(batch), settings=INSERT_SETTINGS)
-        batch.clear()
+        def insert() -> None:
+            nonlocal inserting
+            if inserting:
+                inserting.result()  # raises the previous insert's error
+            if hooks:
+                hooks.before_insert(client)
+            inserting = writer.submit(client.insert_arrow, identifier(table), pa.concat_tables(batch),
+                                      settings=INSERT_SETTINGS)
+            batch.clear()
 
-    for chunk in stream:
-        if not len(chunk):
-            continue
-        if hooks:
-            hooks.chunk(client, chunk)
-        schema = schema or arrow_schema(client, table)  # one DESCRIBE per write, not per chunk
-        batch.append(arrow_table(stamp(table, chunk, version), schema))
-        pending += len(chunk)
-        count += len(chunk)
-        if pending >= insert_rows:
+        for chunk in stream:
+            if not len(chunk):
+                continue
+            if hooks:
+                hooks.chunk(chunk)
+            schema = schema or arrow_schema(client, table)  # one DESCRIBE per write, not per chunk
+            batch.append(arrow_table(stamp(table, chunk, version), schema))
+            pending += len(chunk)
+            count += len(chunk)
+            if pending >= insert_rows:
+                insert()
+                pending = 0
+        if batch:
             insert()
-            pending = 0
-    if batch:
-        insert()
+        if inserting:
+            inserting.result()
     return count

@@ -70,7 +70,7 @@ def test_chunks_are_inserted_in_batches_and_the_hook_sees_each_chunk_before_its_
         def __init__(self):
             self.events = []
 
-        def chunk(self, client, rows):
+        def chunk(self, rows):
             self.events.append(("chunk", len(rows)))
 
         def before_insert(self, client):  # the rows already in the table when an insert starts
