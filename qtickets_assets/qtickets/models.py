@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
@@ -25,25 +26,37 @@ from pydantic import (
 
 _ISO = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d")
 _NOT_ISO = "expected an ISO 8601 timestamp with a UTC offset, e.g. 2026-11-28T02:44:22+03:00"
+_NO_OFFSET = "timestamp has no UTC offset"
 ZERO = Decimal(0)
 
 
 def _instant(value: Any) -> datetime:
     # The API writes instants as ISO 8601 text with an offset (qtickets_api.md §10). Anything else (another
-    # date format, an epoch number that pydantic would read as UTC) is an error, never a guess. One call
-    # parses it: `fromisoformat` (C) reads this text ~3x faster than pydantic's datetime parsing.
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str) and _ISO.match(value):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(_NOT_ISO) from None
-    else:
+    # date format, an epoch number that pydantic would read as UTC) is an error, never a guess.
+    if isinstance(value, str):
+        return _text_instant(value)
+    if not isinstance(value, datetime):
         raise ValueError(_NOT_ISO)
-    if parsed.tzinfo is None:
-        raise ValueError("timestamp has no UTC offset")
-    return parsed
+    return _aware(value)
+
+
+# An order's instants recur on each of its baskets (created, updated, deleted): each text is parsed once.
+# One call parses it: `fromisoformat` (C) reads this text ~3x faster than pydantic's datetime parsing.
+@lru_cache(maxsize=4096)
+def _text_instant(value: str) -> datetime:
+    if not _ISO.match(value):
+        raise ValueError(_NOT_ISO)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(_NOT_ISO) from None
+    return _aware(parsed)
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(_NO_OFFSET)
+    return value
 
 
 def _empty_map(value: Any) -> Any:
