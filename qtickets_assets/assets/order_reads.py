@@ -8,15 +8,18 @@
    `updated_at`, qtickets_api.md §10.1).
 
 Each order is read once, in that order: the watermark read comes after the windows, so the newest
-`updated_at` a run lands is never later than that read. Orders created outside the window (2-4) are
-replaced in full by the write (`outside`), and so is a hooked id the API answers with 404 (`gone`: the
-order no longer exists for this account, so its rows are tombstoned).
+`updated_at` a run lands is never later than that read. (Each of the listings 1-3 starts as soon as the
+one before has asked for all its pages, while its last answers are awaited: the overlap covers answers
+that arrive a little after the next read started, not a read started long before the others ended.)
+Orders created outside the window (2-4) are replaced in full by the write (`outside`), and so is a hooked
+id the API answers with 404 (`gone`: the order no longer exists for this account, so its rows are
+tombstoned).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -38,14 +41,18 @@ class OrderReads:
 
     def orders(self, client: QTicketsClient) -> Iterator[Order]:
         start, end = self.window.start, self.window.end
-        yield from self._once("created", client.orders_between("created_at", start, end))
-        # Created inside the window: already in `created`; the server is asked for the others only.
-        paid_late = client.orders_between("payed_at", start, end, created_before=start)
-        yield from self._once("paid_late", paid_late)
-        if self.changed_since is not None:
-            changed = client.orders([{"column": "updated_at", "operator": ">=",
-                                      "value": wall_time(self.changed_since)}])
-            yield from self._once("changed", (o for o in changed if o.updated_at >= self.changed_since))
+        listings: dict[str, Listing] = {
+            "created": lambda then: client.orders_between("created_at", start, end, asked_all=then),
+            # Created inside the window: already in `created`; the server is asked for the others only.
+            "paid_late": lambda then: client.orders_between("payed_at", start, end, created_before=start,
+                                                            asked_all=then),
+        }
+        if (since := self.changed_since) is not None:
+            changed = [{"column": "updated_at", "operator": ">=", "value": wall_time(since)}]
+            listings["changed"] = lambda then: (
+                o for o in client.orders(changed, asked_all=then) if o.updated_at >= since)
+        for reason, orders in in_turn(listings):
+            yield from self._once(reason, orders)
         wanted = [order_id for order_id in self.hook_ids if order_id not in self._seen]
         yield from self.by_ids(client, wanted, "hooked")
         for order_id in wanted:
@@ -79,3 +86,25 @@ class OrderReads:
         counts = ", ".join(f"{n} {reason}" for reason, n in self.counts.items())
         gone = f", {len(self.gone)} gone (404)" if self.gone else ""
         return f"{sum(self.counts.values())} orders ({counts or 'none'}{gone})"
+
+
+# A listing started by the call, given what to call once it has asked for all its pages.
+Listing = Callable[[Callable[[], None]], Iterator[Order]]
+
+
+def in_turn(listings: dict[str, Listing]) -> Iterator[tuple[str, Iterator[Order]]]:
+    """(name, orders) of each listing, in the given order; each listing starts (its first request is asked
+    for) when the one before has asked for all its pages, so its first answer is awaited together with the
+    other's last ones instead of after them."""
+    names = list(listings)
+    started: list[Iterator[Order] | None] = [None] * len(names)
+
+    def starter(i: int) -> Callable[[], None]:
+        def start() -> None:
+            if i < len(names) and started[i] is None:
+                started[i] = listings[names[i]](starter(i + 1))
+        return start
+
+    for i, name in enumerate(names):
+        starter(i)()  # a no-op when the listing before started it
+        yield name, started[i]

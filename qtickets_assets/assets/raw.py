@@ -2,6 +2,7 @@
 
 import gc
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 
@@ -103,20 +104,29 @@ def _order_chunks(qtickets: QTicketsResource, reads: OrderReads, log) -> Iterato
     log.info(f"{window.start:%Y-%m-%d}..{window.end:%Y-%m-%d}: {reads.summary()}")
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while API answers are fetched and parsed: that allocates many
+    objects and no cycles, and the models live long enough to reach the oldest generation, whose full
+    pass over the process's heap (Dagster's included) held the GIL, and so every request, for ~0.5 s."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def order_chunks(orders: Iterable[Order], size: int = ORDERS_PER_CHUNK) -> Iterator[tuple[Rows, int]]:
     """Staging rows of `orders`, `size` orders a chunk (with the number of orders in it)."""
     orders = iter(orders)
     while True:
-        # Fetching and parsing allocate many short-lived objects and no cycles: one collector pass per
-        # chunk instead of hundreds (the collector off measured +26% end to end, bench/README.md).
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        # One collector pass per chunk instead of hundreds (the collector off measured +26% end to end,
+        # bench/README.md).
+        with collector_paused():
             batch = list(islice(orders, size))
             rows = order_rows(batch)
-        finally:
-            if collecting:
-                gc.enable()
         if not batch:
             return
         yield rows, len(batch)
@@ -165,15 +175,15 @@ def stg_qtickets_api_inventory_raw(
               for raw in stg_qtickets_api_events_raw.column("event_json").to_pylist()]
     # One call per show: only live shows that are on sale or still to start.
     shows = sorted({(event.id, show.id) for event, show in current_shows(events, now)})
-    with qtickets.get_client() as client:
-        # `concurrency` calls in flight (QTicketsResource.concurrency); answers come back in show order.
+    with qtickets.get_client() as client, collector_paused():
+        # `concurrency` calls in flight (QTicketsResource.concurrency); answers come back in show order
+        # and each show's rows are built while the later shows' answers are awaited.
         seats = client.seats_of(show_id for _, show_id in shows)
-        snapshot = [(event_id, show_id, rows)
-                    for (event_id, _), (show_id, rows) in zip(shows, seats, strict=True)]
+        rows = inventory_rows(((event_id, show_id, seat_rows) for (event_id, _), (show_id, seat_rows)
+                               in zip(shows, seats, strict=True)), snapshot_at=now)
     context.add_output_metadata(api_metadata(client))
     polled = {show_id for _, show_id in shows}
     final = sorted({show.id for _, show in started_shows(events, now)} - polled)
-    context.log.info(f"{len(snapshot)} shows polled, {len(final)} started shows keep their last snapshot")
-    rows = inventory_rows(snapshot, snapshot_at=now)
+    context.log.info(f"{len(polled)} shows polled, {len(final)} started shows keep their last snapshot")
     rows.scope = ("show_id NOT IN {final_shows:Array(UInt64)}", {"final_shows": final})
     return rows

@@ -28,7 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -229,6 +229,9 @@ class QTicketsClient:
         self._sleep = sleep
         self._jitter = random.Random()
         self._lock = threading.Lock()
+        # One pool for every listing and seat call of this client: its workers bound the requests in
+        # flight to `concurrency`, also while one listing's last pages and the next one's first are awaited.
+        self._pool = ThreadPoolExecutor(concurrency, "qtickets") if concurrency > 1 else None
         self._http = httpx.Client(
             base_url=base_url if base_url.endswith("/") else base_url + "/",
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
@@ -238,6 +241,8 @@ class QTicketsClient:
         )
 
     def close(self) -> None:
+        if self._pool:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         self._http.close()
 
     def __enter__(self) -> QTicketsClient:
@@ -367,53 +372,68 @@ class QTicketsClient:
         return Page(number, rows, int(paging.get("perPage") or per_page),
                     None if total is None else int(total), payload)
 
-    def pages(self, path: str, body: dict[str, Any] | None = None) -> Iterator[Page]:
+    def pages(self, path: str, body: dict[str, Any] | None = None, *,
+              asked_all: Callable[[], None] | None = None) -> Iterator[Page]:
         """Every non-empty page of a list endpoint, lazily and in order. Up to `concurrency` requests are
         in flight, and up to PAGES_AHEAD x `concurrency` pages are asked for ahead of the caller (answered
         ones wait in order), so fetching goes on while the caller parses and writes. The stop rule uses
-        the latest page's `paging` (its total may grow while we read)."""
+        the latest page's `paging` (its total may grow while we read).
+
+        With `concurrency` > 1, page 1 is asked for at this call, before the caller's first `next`: a
+        caller may start the next listing ahead of reading it. `asked_all` is called (once, in the
+        caller's thread) when the listing has asked for every page it knows of: the cue to start the next."""
         body = dict(body or {})
         asked = int(body.pop("perPage", self.per_page))
         body.pop("page", None)
-        page = self._page(path, body, 1, asked)
-        if not page.rows:
-            return
-        per_page, total = page.per_page, page.total
+        return self._listing(path, body, asked, self._ask(path, body, 1, asked), asked_all)
+
+    def _ask(self, path: str, body: dict[str, Any], number: int, per_page: int) -> Future[Page] | None:
+        """A page asked of the pool's workers; None without a pool (read when it is needed)."""
+        return self._pool.submit(self._page, path, body, number, per_page) if self._pool else None
+
+    def _listing(self, path: str, body: dict[str, Any], asked: int, first: Future[Page] | None,
+                 asked_all: Callable[[], None] | None) -> Iterator[Page]:
+        in_flight: deque[tuple[int, Future[Page] | None]] = deque([(1, first)])
+        # Pages asked for ahead of the caller; the pool's workers bound the requests in flight.
+        ahead = PAGES_AHEAD * self.concurrency if self._pool else 1
+        next_number, total, per_page = 2, None, asked
 
         def last_page() -> float:
             if total is None:  # no paging block: go on until an empty page
                 return math.inf
             return math.ceil(total / per_page)
 
-        # The pool's workers bound the requests in flight; the queue, the pages asked for ahead.
-        pool = ThreadPoolExecutor(self.concurrency) if self.concurrency > 1 else None
-        ahead = PAGES_AHEAD * self.concurrency if pool else 1
-        in_flight: deque[tuple[int, Future[Page] | None]] = deque()
-        next_number = 2
-
         def fill() -> None:
             nonlocal next_number
             while len(in_flight) < ahead and next_number <= last_page():
-                future = pool.submit(self._page, path, body, next_number, asked) if pool else None
-                in_flight.append((next_number, future))
+                in_flight.append((next_number, self._ask(path, body, next_number, asked)))
                 next_number += 1
 
         try:
-            while True:
-                last = total is None and len(page.rows) < per_page
-                if not last:
-                    fill()  # before the caller works on this page: requests stay in flight meanwhile
-                yield page
-                if last or not in_flight:
-                    return
+            while in_flight:
                 number, future = in_flight.popleft()
                 page = future.result() if future else self._page(path, body, number, asked)
                 if not page.rows:
-                    return
+                    break
                 per_page, total = page.per_page, page.total if page.total is not None else total
+                last = total is None and len(page.rows) < per_page  # without a paging block
+                if not last:
+                    fill()  # before the caller works on this page: requests stay in flight meanwhile
+                if asked_all and (last or next_number > last_page()):
+                    asked_all()
+                    asked_all = None
+                yield page
+                if last:
+                    break
         finally:
-            if pool:
-                pool.shutdown(wait=True, cancel_futures=True)
+            # A listing left early (an error, a caller that stopped): its queued pages are not asked, and
+            # the ones being answered are waited for, so no request outlives it.
+            futures = [future for _, future in in_flight if future]
+            for future in futures:
+                future.cancel()
+            wait(futures)
+        if asked_all:  # it ended on an empty page
+            asked_all()
 
     def _keep_matching(self, path: str, page: Page, records: list[M], where: list[dict[str, Any]]) -> list[M]:
         """The parsed records of a page that satisfy `where`, re-checked here on the PARSED values: a value
@@ -453,11 +473,17 @@ class QTicketsClient:
 
     # -- orders -----------------------------------------------------------------------------------------
 
-    def orders(self, where: list[dict[str, Any]] | None = None) -> Iterator[Order]:
-        """Orders matching `where`, id ascending (stable while new orders arrive), each id once."""
+    def orders(self, where: list[dict[str, Any]] | None = None, *,
+               asked_all: Callable[[], None] | None = None) -> Iterator[Order]:
+        """Orders matching `where`, id ascending (stable while new orders arrive), each id once. The
+        listing starts at this call (`pages`, with `asked_all`)."""
         where = where or []
+        return self._orders(self.pages("orders", {"where": where, "orderBy": {"id": "asc"}},
+                                       asked_all=asked_all), where)
+
+    def _orders(self, pages: Iterator[Page], where: list[dict[str, Any]]) -> Iterator[Order]:
         seen: set[int] = set()
-        for page in self.pages("orders", {"where": where, "orderBy": {"id": "asc"}}):
+        for page in pages:
             parsed = [self._parse(Order, row, "orders", page) for row in page.rows]
             for order in self._keep_matching("orders", page, parsed, where):
                 if order.id not in seen:  # a row pushed across a page boundary while we read
@@ -465,20 +491,20 @@ class QTicketsClient:
                     yield order
 
     def orders_between(self, column: str, start: datetime, end: datetime,
-                       created_before: datetime | None = None) -> Iterator[Order]:
+                       created_before: datetime | None = None, *,
+                       asked_all: Callable[[], None] | None = None) -> Iterator[Order]:
         """Orders whose `column` (created_at, payed_at, updated_at) lies in [start, end), and with
-        `created_before` only those created before it (asked of the server in the same `where`)."""
+        `created_before` only those created before it (asked of the server in the same `where`). The
+        listing starts at this call (`pages`, with `asked_all`)."""
         where = [
             {"column": column, "operator": ">=", "value": wall_time(start)},
             {"column": column, "operator": "<", "value": wall_time(end)},
         ]
         if created_before is not None:
             where.append({"column": "created_at", "operator": "<", "value": wall_time(created_before)})
-        for order in self.orders(where):
-            moment = getattr(order, column)
-            if moment is not None and start <= moment < end and (
-                    created_before is None or order.created_at < created_before):
-                yield order
+        return (order for order in self.orders(where, asked_all=asked_all)
+                if (moment := getattr(order, column)) is not None and start <= moment < end
+                and (created_before is None or order.created_at < created_before))
 
     def orders_after(self, last_id: int) -> Iterator[Order]:
         """Orders with id > `last_id`: the backfill / catch-up read."""
@@ -573,9 +599,8 @@ class QTicketsClient:
             return
         # The workers only fetch; the rows are validated here, while they wait for their next answers
         # (validating in a worker would hold its next request back by that show's parse).
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            for show_id, payload in zip(ids, pool.map(self._seat_payload, ids), strict=True):
-                yield show_id, self._seat_rows(show_id, payload)
+        for show_id, payload in zip(ids, self._pool.map(self._seat_payload, ids), strict=True):
+            yield show_id, self._seat_rows(show_id, payload)
 
 
 def _chain(first: Page, rest: Iterator[Page]) -> Iterator[Page]:

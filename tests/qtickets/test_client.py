@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from itertools import islice
 
 import dagster as dg
 import httpx
@@ -368,6 +369,46 @@ def test_the_next_pages_are_fetched_while_the_caller_works_on_one(sleeps, respx_
         assert route.call_count == ahead  # bounded: no more than PAGES_AHEAD x concurrency ahead
         assert [page.number for page in pages] == list(range(2, 21))
     assert answer.peak == 3  # never more than `concurrency` requests in flight
+
+
+def test_the_next_listing_starts_once_the_one_before_asked_for_all_its_pages(sleeps, respx_mock):
+    # At 2 in flight a listing asks for up to 8 pages ahead: the first one's pages 10-12 are asked late.
+    serve = {"orders": paged([([{"id": 2 * n + 1}, {"id": 2 * n + 2}], 24, 2) for n in range(12)]),
+             "events": paged([([{"id": 1}, {"id": 2}], 4, 2), ([{"id": 3}, {"id": 4}], 4, 2)])}
+    answer = InFlight(lambda request: serve[request.url.path.rsplit("/", 1)[1]](request), 0.02)
+    asked = []  # (path, page) in the order the requests left
+
+    def leave(request):
+        asked.append((request.url.path.rsplit("/", 1)[1], json.loads(request.content)["page"]))
+        return answer(request)
+
+    respx_mock.get(BASE + "orders").mock(side_effect=leave)
+    respx_mock.get(BASE + "events").mock(side_effect=leave)
+
+    def wait_for(request, seconds=5.0):
+        deadline = time.monotonic() + seconds
+        while request not in asked and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return request in asked
+
+    with QTicketsClient(BASE, TOKEN, sleep=sleeps, per_page=2, concurrency=2) as api:
+        second = []
+        first = api.pages("orders", asked_all=lambda: second.append(api.pages("events")))
+        assert next(first).number == 1  # the caller holds page 1: pages 2-9 are asked, and no more
+        assert wait_for(("orders", 9)) and not wait_for(("events", 1), 0.2) and not second
+        numbers = [page.number for page in islice(first, 10)]  # up to page 11: all 12 asked
+        assert second and wait_for(("events", 1))  # the next listing's page 1 left before page 12 is read
+        numbers += [page.number for page in first]
+        assert numbers == list(range(2, 13))
+        assert [row["id"] for page in second[0] for row in page.rows] == [1, 2, 3, 4]
+    assert asked.index(("events", 1)) > asked.index(("orders", 12))
+    assert answer.peak == 2  # the two listings share `concurrency` requests in flight
+
+
+def test_a_listing_ending_on_an_empty_page_lets_the_next_one_start(api, respx_mock):
+    respx_mock.get(BASE + "orders").respond(json={"data": []})
+    started = []
+    assert list(api.pages("orders", asked_all=lambda: started.append(True))) == [] and started == [True]
 
 
 # -- filtering and records ----------------------------------------------------------------------------
