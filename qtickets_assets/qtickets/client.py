@@ -32,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -40,7 +41,7 @@ import httpx
 import orjson
 
 from .models import Event, Model, Order, Record, RecordError, SeatRow, Show, parse
-from .query import TIMESTAMP, dig, matches, parse_instant, project, select_tree, selected_only
+from .query import TIMESTAMP, dig, holds, parse_instant, project, select_tree, selected_only
 
 log = logging.getLogger(__name__)
 MSK = ZoneInfo("Europe/Moscow")
@@ -438,8 +439,9 @@ class QTicketsClient:
     def _keep_matching(self, path: str, page: Page, records: list[M], where: list[dict[str, Any]]) -> list[M]:
         """The parsed records of a page that satisfy `where`, re-checked here on the PARSED values: a value
         the models could not parse has already failed the read, so nothing is dropped on raw text."""
-        conditions = [{**c, "value": _literal(c.get("value"))} for c in where]
-        kept = [record for record in records if matches(_fields(record, where), conditions)]
+        tests = [(_reader(type(records[0]), c["column"]), {**c, "value": _literal(c.get("value"))})
+                 for c in where] if records else []
+        kept = [record for record in records if _passes(record, tests)]
         if page.number == 1 and len(kept) < len(records) and (page.total or 0) > self.unfiltered_limit:
             # A server that ignores `where` would make every run read the whole history: stop.
             raise QTicketsError(
@@ -608,11 +610,19 @@ def _chain(first: Page, rest: Iterator[Page]) -> Iterator[Page]:
     yield from rest
 
 
-def _fields(record: Record, where: list[dict[str, Any]]) -> dict[str, Any]:
-    """The values `where` tests: parsed model fields; other (dotted) columns from the raw record."""
-    fields = type(record).model_fields
-    return {c["column"]: getattr(record, c["column"]) if c["column"] in fields
-            else dig(record.raw, c["column"]) for c in where}
+def _reader(model: type[Record], column: str) -> Callable[[Record], Any]:
+    """How a `where` column is read from a parsed record: its model field, or (a dotted column, an
+    undeclared field) the raw record. Chosen once per page, not per record."""
+    if column in model.model_fields:
+        return attrgetter(column)
+    return lambda record: dig(record.raw, column)
+
+
+def _passes(record: Record, tests: list[tuple[Callable[[Record], Any], dict[str, Any]]]) -> bool:
+    for read, cond in tests:
+        if not holds(read(record), cond):
+            return False
+    return True
 
 
 def _literal(value: Any) -> Any:

@@ -47,22 +47,25 @@ def dig(row: dict[str, Any], column: str) -> Any:
 def matches(row: dict[str, Any], conditions: Iterable[dict[str, Any]]) -> bool:
     """True when `row` satisfies every condition (they are ANDed)."""
     for cond in conditions:
-        op, actual = cond.get("operator", "="), dig(row, cond["column"])
-        if op == "null":
-            ok = actual is None
-        elif op == "not null":
-            ok = actual is not None
-        elif op in ("in", "not in"):
-            values = [_comparable(actual, v)[1] for v in cond.get("value", [])]
-            ok = (_comparable(actual, actual)[0] in values) == (op == "in")
-        elif actual is None:
-            ok = False
-        else:
-            a, b = _comparable(actual, cond.get("value"))
-            ok = _COMPARE[op](a, b)  # only the asked comparison: a row costs one, not six
-        if not ok:
+        if not holds(dig(row, cond["column"]), cond):
             return False
     return True
+
+
+def holds(actual: Any, cond: dict[str, Any]) -> bool:
+    """True when the value `actual` of the condition's column satisfies it."""
+    op = cond.get("operator", "=")
+    if op == "null":
+        return actual is None
+    if op == "not null":
+        return actual is not None
+    if op in ("in", "not in"):
+        values = [_comparable(actual, v)[1] for v in cond.get("value", [])]
+        return (_comparable(actual, actual)[0] in values) == (op == "in")
+    if actual is None:
+        return False
+    a, b = _comparable(actual, cond.get("value"))
+    return _COMPARE[op](a, b)  # only the asked comparison: a row costs one, not six
 
 
 def select_tree(columns: Iterable[str]) -> dict[str, Any]:

@@ -424,6 +424,15 @@ def test_refilters_when_the_server_ignores_where(api, respx_mock):
     assert wall_time(day) == "2026-11-20 00:00:00"
 
 
+def test_a_dotted_or_undeclared_where_column_is_rechecked_on_the_raw_record(api, respx_mock):
+    rows = [order(1, client={"id": 7}, site_id=1), order(2, client={"id": 8}, site_id=1),
+            order(3, client={"id": 7}, site_id=2)]
+    respx_mock.get(BASE + "orders").mock(side_effect=paged([(rows[:2], 3, 2), (rows[2:], 3, 2)]))
+    where = [{"column": "client.id", "operator": "=", "value": 7},
+             {"column": "site_id", "operator": "=", "value": 1}]
+    assert [o.id for o in api.orders(where)] == [1]
+
+
 def test_late_payments_ask_the_server_for_orders_created_before_the_window(api, respx_mock):
     day = datetime(2026, 11, 20, tzinfo=MSK)
     late = order(1, "2026-11-18T10:00:00+03:00", payed_at="2026-11-20T09:00:00+03:00")
