@@ -78,7 +78,8 @@ class OrderChanges:
         self.log.info(f"watermark: {landed.isoformat() if landed else 'nothing landed yet'}")
 
     def chunk(self, rows: Rows) -> None:
-        self.new_days |= {moment.astimezone(MSK).date() for moment in rows.columns["payed_at"]
+        # Each distinct instant once: an order's baskets share its payed_at (half the conversions).
+        self.new_days |= {moment.astimezone(MSK).date() for moment in set(rows.columns["payed_at"])
                           if moment is not None}
         self.order_ids.update(rows.columns["order_id"])
 
