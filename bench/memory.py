@@ -40,17 +40,18 @@ def backfill(base_url: str, first_day: str, last_day: str) -> dict:
         qtickets = QTicketsResource(base_url=base_url, token=SANDBOX_TOKEN, rejects_dir=f"{tmp}/rejects")
         clickhouse.migrate()  # the engine loaded and the schema made: the process's floor
         baseline_mb = round(peak_rss_mb())
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = dg.materialize(
             [raw.stg_qtickets_api_orders_raw, marts.fact_qtickets_sales_daily],
             resources={"clickhouse": clickhouse, "qtickets": qtickets,
                        "clickhouse_io": ClickHouseIOManager(clickhouse=clickhouse)},
             tags={RANGE_START: first_day, RANGE_END: last_day}, raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
-        seconds = time.perf_counter() - started
+        seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         with clickhouse.get_client() as client:
             tickets = client.query("SELECT count() FROM stg_qtickets_api_orders_raw FINAL").result_rows[0][0]
-    return {"success": result.success, "seconds": round(seconds, 1), "staged_rows": tickets,
+    return {"success": result.success, "seconds": round(seconds, 1), "run_cpu_s": round(cpu_s, 1),
+            "staged_rows": tickets,
             "baseline_rss_mb": baseline_mb}
 
 
@@ -66,7 +67,8 @@ def measure(base_url: str, first_day: str, last_day: str, cap_mb: float) -> dict
     if run["returncode"]:
         raise RuntimeError(f"backfill child failed ({run['returncode']}): {run['stderr'][-2000:]}")
     report = json.loads(run["stdout"].strip().splitlines()[-1])
-    return {**report, "peak_rss_mb": peak_mb, "growth_mb": peak_mb - report["baseline_rss_mb"]}
+    return {**report, "peak_rss_mb": peak_mb, "growth_mb": peak_mb - report["baseline_rss_mb"],
+            "cpu_s": run["cpu_s"]}
 
 
 def main(argv: list[str] | None = None) -> dict:
