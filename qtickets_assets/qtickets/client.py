@@ -22,13 +22,14 @@ import json
 import logging
 import math
 import os
+import queue
 import random
 import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -212,6 +213,55 @@ def started_shows(events: Iterable[Event], now: datetime) -> list[tuple[Event, S
     return started
 
 
+class Workers:
+    """`count` daemon threads running the calls submitted to them, in order. Unlike a ThreadPoolExecutor's,
+    a worker blocked in a request that never answers holds neither `shutdown` nor the process's exit: a
+    run stopped by SIGTERM or Ctrl-C ends at once (its pending answers are not needed)."""
+
+    def __init__(self, count: int):
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._count = count
+        for number in range(count):
+            threading.Thread(target=self._work, name=f"qtickets-{number}", daemon=True).start()
+
+    def submit(self, call: Callable[..., Any], *args: Any) -> Future:
+        future: Future = Future()
+        self._calls.put((future, call, args))
+        return future
+
+    def map(self, call: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        """`call(item)` for each item, all submitted at once, results in order; the calls not started
+        yet are cancelled when the caller stops early."""
+        futures = [self.submit(call, item) for item in items]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def shutdown(self) -> None:
+        """Cancel the calls not started yet and let the workers end after their current call."""
+        while True:
+            try:
+                future, _, _ = self._calls.get_nowait()
+            except queue.Empty:
+                break
+            future.cancel()
+        for _ in range(self._count):
+            self._calls.put(None)
+
+    def _work(self) -> None:
+        while (item := self._calls.get()) is not None:
+            future, call, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call(*args))
+            except BaseException as error:  # noqa: BLE001 - handed to the caller, as an executor does
+                future.set_exception(error)
+
+
 class QTicketsClient:
     def __init__(self, base_url: str, token: str, *, transport: httpx.BaseTransport | None = None,
                  timeout_s: float = 60.0, per_page: int = 100, concurrency: int = 1,
@@ -232,7 +282,7 @@ class QTicketsClient:
         self._lock = threading.Lock()
         # One pool for every listing and seat call of this client: its workers bound the requests in
         # flight to `concurrency`, also while one listing's last pages and the next one's first are awaited.
-        self._pool = ThreadPoolExecutor(concurrency, "qtickets") if concurrency > 1 else None
+        self._pool = Workers(concurrency) if concurrency > 1 else None
         self._http = httpx.Client(
             base_url=base_url if base_url.endswith("/") else base_url + "/",
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
@@ -243,7 +293,7 @@ class QTicketsClient:
 
     def close(self) -> None:
         if self._pool:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown()
         self._http.close()
 
     def __enter__(self) -> QTicketsClient:
@@ -427,12 +477,11 @@ class QTicketsClient:
                 if last:
                     break
         finally:
-            # A listing left early (an error, a caller that stopped): its queued pages are not asked, and
-            # the ones being answered are waited for, so no request outlives it.
-            futures = [future for _, future in in_flight if future]
-            for future in futures:
-                future.cancel()
-            wait(futures)
+            # A listing left early (an error, a caller that stopped, Ctrl-C): its queued pages are not
+            # asked; the ones being answered are not waited for (a request that hangs must not hold a stop).
+            for _, future in in_flight:
+                if future:
+                    future.cancel()
         if asked_all:  # it ended on an empty page
             asked_all()
 

@@ -371,6 +371,22 @@ def test_the_next_pages_are_fetched_while_the_caller_works_on_one(sleeps, respx_
     assert answer.peak == 3  # never more than `concurrency` requests in flight
 
 
+def test_a_request_that_never_answers_holds_neither_close_nor_the_caller(sleeps, respx_mock):
+    # A stopped run (SIGTERM, Ctrl-C) must end at once, not after the request's timeout.
+    hang = threading.Event()
+    respx_mock.get(BASE + "orders").mock(side_effect=lambda request: hang.wait(30) and httpx.Response(500))
+    api = QTicketsClient(BASE, TOKEN, sleep=sleeps, per_page=2, concurrency=2)
+    try:
+        pages = api.pages("orders")  # page 1 is being asked by a worker
+        started = time.monotonic()
+        pages.close()
+        api.close()
+        assert time.monotonic() - started < 1
+        assert all(thread.daemon for thread in threading.enumerate() if thread.name.startswith("qtickets-"))
+    finally:
+        hang.set()
+
+
 def test_the_next_listing_starts_once_the_one_before_asked_for_all_its_pages(sleeps, respx_mock):
     # At 2 in flight a listing asks for up to 8 pages ahead: the first one's pages 10-12 are asked late.
     serve = {"orders": paged([([{"id": 2 * n + 1}, {"id": 2 * n + 2}], 24, 2) for n in range(12)]),
