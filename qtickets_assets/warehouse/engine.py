@@ -26,7 +26,11 @@ from filelock import FileLock, Timeout
 
 log = logging.getLogger(__name__)
 
-INSERT_SETTINGS = {"async_insert": 0}  # client-side batches; same behaviour on chDB and servers
+# Client-side batches (no async insert), the same on chDB and servers. An inserted block is not
+# deduplicated on its way in (`optimize_on_insert`): a write's rows have distinct keys, and the newest
+# version of a key wins at read time (FINAL) and in merges anyway; the pass cost ~25% of a staging
+# insert's CPU (bench/README.md, issue 13, target 2 (stop 19)).
+INSERT_SETTINGS = {"async_insert": 0, "optimize_on_insert": 0}
 # Embedded engine only: chDB merges inside our process, so a merge's memory is the run's RSS. ClickHouse
 # merges parts of fewer than 131,072 rows horizontally (every column at once: a read and a compression
 # buffer per column and part); on the 36-column orders staging each such merge took ~200 MB during a
