@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 # Client-side batches (no async insert), the same on chDB and servers. An inserted block is not
 # deduplicated on its way in (`optimize_on_insert`): a write's rows have distinct keys, and the newest
-# version of a key wins at read time (FINAL) and in merges anyway; the pass cost ~25% of a staging
-# insert's CPU (bench/README.md, issue 13, target 2 (stop 19)).
+# version of a key wins at read time (FINAL) and in merges anyway; the pass cost 13-22% of a staging
+# insert's CPU (bench/README.md, issue 13, "Target 2 (stop 19)").
 INSERT_SETTINGS = {"async_insert": 0, "optimize_on_insert": 0}
 # Embedded engine only: chDB merges inside our process, so a merge's memory is the run's RSS. ClickHouse
 # merges parts of fewer than 131,072 rows horizontally (every column at once: a read and a compression
