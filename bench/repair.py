@@ -31,19 +31,9 @@ MSK = ZoneInfo("Europe/Moscow")
 
 
 def pick_show(sandbox, at: datetime, tick: datetime):
-    """The show whose event went on sale last among those with 4 tickets paid 2+ days before `at`, no
-    unpaid reservation at `at` (once sold out every seat is paid) and a start after the tick."""
-    candidates = []
-    for show in sandbox.polled_shows(tick):
-        baskets = [(o, b) for o, b in sandbox.account.baskets_of_show(show.id, at)
-                   if o.live_as_of(at) and (b.refunded_at is None or b.refunded_at > at)]
-        older = [b for o, b in baskets if o.payed_at and o.payed_at <= at - timedelta(days=2)
-                 and o.deleted_at is None and b.refunded_at is None]
-        unpaid = [b for o, b in baskets if not o.paid_as_of(at)]
-        if show.start > tick + timedelta(days=1) and len(older) >= 4 and not unpaid:
-            event = sandbox.account.events_by_id[show.event_id]
-            candidates.append((event.created_at, show.id))
-    return max(candidates)[1]
+    """Of `Sandbox.resale_candidates`, the show whose event went on sale last."""
+    return max((sandbox.account.events_by_id[show.event_id].created_at, show.id)
+               for show, _ in sandbox.resale_candidates(at, tick))[1]
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -825,6 +825,21 @@ class Sandbox:
             if _seen(show.deleted_at, now) is None and show.start > now
         ]
 
+    def resale_candidates(self, at: datetime, tick: datetime) -> list[tuple[ShowPlan, int]]:
+        """(show, its live tickets at `at`) of the polled shows a `Resale` at `at` can make a case of: 4
+        tickets paid 2+ days before `at`, no unpaid reservation at `at` (once sold out every seat is
+        paid), and a start more than a day after `tick` (it is still polled then)."""
+        candidates = []
+        for show in self.polled_shows(tick):
+            baskets = [(o, b) for o, b in self.account.baskets_of_show(show.id, at)
+                       if o.live_as_of(at) and (b.refunded_at is None or b.refunded_at > at)]
+            older = [b for o, b in baskets if o.payed_at and o.payed_at <= at - timedelta(days=2)
+                     and o.deleted_at is None and b.refunded_at is None]
+            unpaid = [b for o, b in baskets if not o.paid_as_of(at)]
+            if show.start > tick + timedelta(days=1) and len(older) >= 4 and not unpaid:
+                candidates.append((show, len(baskets)))
+        return candidates
+
     def expected_inventory(self, now: datetime) -> dict[int, dict[str, int]]:
         """`fact_qtickets_inventory_latest` as of `now` (ARCHITECTURE.md §4), from the plans themselves:
         capacity = the show's places, sold = live paid tickets, free = capacity - live tickets - carts."""

@@ -26,18 +26,8 @@ pytestmark = pytest.mark.slow
 
 
 def pick_show(sandbox) -> int:
-    """A future show on sale at AT with 4 tickets paid 2+ days before and no unpaid reservation at AT (so
-    once sold out every seat is paid), nearly full (a small resale)."""
-    candidates = []
-    for show in sandbox.polled_shows(T1):
-        baskets = [(o, b) for o, b in sandbox.account.baskets_of_show(show.id, AT)
-                   if o.live_as_of(AT) and (b.refunded_at is None or b.refunded_at > AT)]
-        older = [b for o, b in baskets if o.payed_at and o.payed_at <= AT - timedelta(days=2)
-                 and o.deleted_at is None and b.refunded_at is None]
-        unpaid = [b for o, b in baskets if not o.paid_as_of(AT)]
-        if show.start > T1 + timedelta(days=1) and len(older) >= 4 and not unpaid:
-            candidates.append((show.capacity - len(baskets), show.id))
-    return min(candidates)[1]
+    """Of `Sandbox.resale_candidates` at AT, the show nearest to full (a small resale)."""
+    return min((show.capacity - sold, show.id) for show, sold in sandbox.resale_candidates(AT, T1))[1]
 
 
 def refresh(clickhouse, sandbox_config: dict, now, keys: dg.PartitionKeyRange, instance, **limits):
